@@ -1,0 +1,203 @@
+"""Frozen, typed configuration loaded from YAML and `--set key=value` overrides.
+
+Unknown keys are errors (`extra="forbid"`), so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from forecaster.errors import ConfigError
+
+SourceName = Literal["sample", "csv", "yahoo"]
+FeatureName = Literal[
+    "log_return",
+    "overnight_gap",
+    "intraday_range",
+    "close_location",
+    "log_volume_ratio",
+    "volatility",
+]
+ALL_FEATURES: tuple[FeatureName, ...] = (
+    "log_return",
+    "overnight_gap",
+    "intraday_range",
+    "close_location",
+    "log_volume_ratio",
+    "volatility",
+)
+
+
+class FrozenModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class YahooConfig(FrozenModel):
+    """How the live source talks to Yahoo Finance and keeps its cache."""
+
+    retries: int = Field(3, ge=1, description="attempts per download before falling back to cache")
+    backoff_seconds: float = Field(1.0, ge=0, description="first retry delay; doubles each retry")
+    timeout_seconds: float = Field(10.0, gt=0, description="per-request timeout")
+    cache_ttl_hours: float = Field(
+        12.0, ge=0, description="a cache younger than this is used without asking Yahoo"
+    )
+
+
+class DataConfig(FrozenModel):
+    """Where the OHLCV history comes from."""
+
+    source: SourceName = Field("sample", description="sample (bundled ^GSPC), csv or yahoo")
+    tickers: tuple[str, ...] = Field(("^GSPC",), min_length=1, description="tickers to load")
+    csv_files: tuple[Path, ...] = Field(
+        (), description="CSV files for source=csv, one per ticker (ticker = file stem if unnamed)"
+    )
+    start: date | None = Field(None, description="first date to keep (inclusive)")
+    end: date | None = Field(None, description="last date to keep (inclusive)")
+    data_dir: Path = Field(Path("data"), description="cache, MLflow store and other local state")
+    auto_adjust: bool = Field(
+        True, description="adjust OHLC for splits and dividends (yfinance auto_adjust, Adj Close)"
+    )
+    date_format: str | None = Field(
+        None, description="strftime format of CSV dates; default accepts ISO and MM/DD/YYYY"
+    )
+    yahoo: YahooConfig = YahooConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.start and self.end and self.start > self.end:
+            raise ValueError(f"start {self.start} is after end {self.end}")
+        if self.source == "csv" and not self.csv_files:
+            raise ValueError("source 'csv' needs csv_files (or pass --csv FILE)")
+        return self
+
+
+class FeatureConfig(FrozenModel):
+    """Which causal features to compute from OHLCV (see forecaster.features)."""
+
+    names: tuple[FeatureName, ...] = Field(ALL_FEATURES, min_length=1)
+    volume_window: int = Field(20, ge=2, description="trailing days for the volume baseline")
+    volatility_window: int = Field(20, ge=2, description="trailing days for realised volatility")
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        if len(set(self.names)) != len(self.names):
+            raise ValueError("feature names must be unique")
+        return self
+
+
+class WindowConfig(FrozenModel):
+    lookback: int = Field(30, ge=2, description="past trading days in each input window")
+
+
+class SplitConfig(FrozenModel):
+    """Chronological train/validation/test split on the windows' target dates."""
+
+    val_fraction: float = Field(0.15, gt=0, lt=1, description="share of dates for validation")
+    test_fraction: float = Field(0.15, gt=0, lt=1, description="share of dates for test")
+    val_start: date | None = Field(None, description="first validation target date (overrides)")
+    test_start: date | None = Field(None, description="first test target date (overrides)")
+    gap: int = Field(0, ge=0, description="trading days left out before each boundary")
+    folds: int = Field(5, ge=1, description="walk-forward folds for backtests")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
+        if self.val_start and self.test_start and self.val_start >= self.test_start:
+            raise ValueError("val_start must be before test_start")
+        return self
+
+
+class ScalingConfig(FrozenModel):
+    method: Literal["standard", "robust"] = Field(
+        "standard", description="scikit-learn scaler fitted on training dates only"
+    )
+
+
+class ForecasterConfig(FrozenModel):
+    data: DataConfig = DataConfig()
+    features: FeatureConfig = FeatureConfig()
+    windows: WindowConfig = WindowConfig()
+    split: SplitConfig = SplitConfig()
+    scaling: ScalingConfig = ScalingConfig()
+
+
+def _format_validation_error(exc: ValidationError, where: str) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        problems.append(f"{loc}: {msg}")
+    return f"{where}: " + "; ".join(problems)
+
+
+def apply_override(tree: dict[str, Any], assignment: str) -> None:
+    """Apply one `dotted.key=value` override in place; the value is parsed as YAML."""
+    key, sep, raw = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. windows.lookback=20")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {assignment!r}: value is not valid YAML ({exc})") from exc
+    try:
+        _set_dotted(tree, key, value)
+    except ConfigError as exc:
+        raise ConfigError(f"--set {assignment!r}: {exc}") from exc
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_config(
+    path: Path | None = None,
+    overrides: Sequence[str] = (),
+    values: Mapping[str, Any] | None = None,
+) -> ForecasterConfig:
+    """Build the config from an optional YAML file, then `--set` overrides, then `values`.
+
+    `values` maps dotted keys to already-typed values (what dedicated CLI flags such as
+    `--ticker` set), so they skip YAML parsing: a ticker called NO stays a string.
+    """
+    tree: dict[str, Any] = {}
+    where = "defaults"
+    if path is not None:
+        where = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: config file not found") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections")
+        tree = loaded or {}
+    for assignment in overrides:
+        apply_override(tree, assignment)
+    for key, value in (values or {}).items():
+        _set_dotted(tree, key, value)
+    if overrides or values:
+        where = f"{where} with command-line overrides"
+    try:
+        return ForecasterConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, where)) from exc
+
+
+def config_to_yaml(config: BaseModel) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,29 @@
+"""Exceptions the CLI and the service turn into one-line messages.
+
+Each message says what is wrong and where (file, ticker, line or date) so a user can fix it
+without reading a traceback.
+"""
+
+
+class ForecasterError(Exception):
+    """Base class for every error a user can cause or fix."""
+
+
+class ConfigError(ForecasterError):
+    """A configuration file or override is invalid."""
+
+
+class DataError(ForecasterError):
+    """Market data could not be loaded or failed validation."""
+
+
+class DataValidationError(DataError):
+    """A frame broke the OHLCV contract (bad column, value, date or size)."""
+
+
+class TickerNotFoundError(DataError):
+    """No source knows the ticker, or it returned no rows for it."""
+
+
+class SourceUnavailableError(DataError):
+    """The data source could not be reached and no cached copy exists."""

@@ -1,0 +1,170 @@
+"""The one OHLCV frame contract that every source returns and every consumer trusts.
+
+A validated frame has a tz-naive, sorted, unique `DatetimeIndex` named `date` and float64 columns
+`open, high, low, close, volume`. Metadata (ticker, source, adjustment, origin) lives in
+`frame.attrs` under the `ATTR_*` keys.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from forecaster.errors import DataValidationError
+
+logger = logging.getLogger(__name__)
+
+DATE = "date"
+OPEN = "open"
+HIGH = "high"
+LOW = "low"
+CLOSE = "close"
+ADJ_CLOSE = "adj close"
+VOLUME = "volume"
+PRICE_COLUMNS: tuple[str, ...] = (OPEN, HIGH, LOW, CLOSE)
+OHLCV_COLUMNS: tuple[str, ...] = (*PRICE_COLUMNS, VOLUME)
+
+ATTR_TICKER = "ticker"
+ATTR_SOURCE = "source"
+ATTR_ADJUSTMENT = "adjustment"
+ATTR_ORIGIN = "origin"
+
+# Adjustment modes recorded in frame.attrs[ATTR_ADJUSTMENT].
+ADJUSTED = "adjusted"  # OHLC scaled for splits and dividends (yfinance auto_adjust or Adj Close)
+RAW = "raw"  # prices as traded, no corporate-action adjustment
+AS_GIVEN = "as_given"  # a CSV without Adj Close: whatever the file holds
+
+
+@dataclass(frozen=True)
+class FrameMeta:
+    """Typed view of the metadata a source attaches to its frame."""
+
+    ticker: str
+    source: str
+    adjustment: str
+    origin: str
+
+
+def frame_meta(frame: pd.DataFrame) -> FrameMeta:
+    attrs = frame.attrs
+    return FrameMeta(
+        ticker=str(attrs.get(ATTR_TICKER, "")),
+        source=str(attrs.get(ATTR_SOURCE, "")),
+        adjustment=str(attrs.get(ATTR_ADJUSTMENT, "")),
+        origin=str(attrs.get(ATTR_ORIGIN, "")),
+    )
+
+
+def with_meta(frame: pd.DataFrame, meta: FrameMeta) -> pd.DataFrame:
+    frame.attrs.update(
+        {
+            ATTR_TICKER: meta.ticker,
+            ATTR_SOURCE: meta.source,
+            ATTR_ADJUSTMENT: meta.adjustment,
+            ATTR_ORIGIN: meta.origin,
+        }
+    )
+    return frame
+
+
+def _where(line_numbers: Sequence[int] | None, position: int, when: pd.Timestamp | None) -> str:
+    """Locate a row for an error message: 'line 7 (2020-01-09)', '2020-01-09' or 'row 3'."""
+    day = None if when is None or pd.isna(when) else str(pd.Timestamp(when).date())
+    if line_numbers is not None:
+        line = f"line {line_numbers[position]}"
+        return f"{line} ({day})" if day else line
+    return day or f"row {position}"
+
+
+def validate_ohlcv(
+    frame: pd.DataFrame,
+    *,
+    origin: str,
+    line_numbers: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """Check a frame against the contract and return a clean float64 copy.
+
+    `frame` holds OHLCV columns (case-insensitive names) and either a `date` column or a
+    DatetimeIndex. `line_numbers[i]` is the source line of row i, so errors point at the file.
+    Unsorted dates are repaired by sorting, with a warning; every other defect is refused with a
+    `DataValidationError` naming `origin`, the line or date, and what is wrong.
+    """
+    frame = frame.rename(columns=lambda c: str(c).strip().lower())
+    if DATE in frame.columns:
+        dates = frame[DATE]
+        if not pd.api.types.is_datetime64_any_dtype(dates):
+            raise DataValidationError(f"{origin}: column 'date' must hold parsed dates")
+        index = pd.DatetimeIndex(dates)
+    elif isinstance(frame.index, pd.DatetimeIndex):
+        index = frame.index
+    else:
+        raise DataValidationError(f"{origin}: missing required column 'date'")
+
+    missing = [c for c in OHLCV_COLUMNS if c not in frame.columns]
+    if missing:
+        found = ", ".join(str(c) for c in frame.columns) or "none"
+        raise DataValidationError(
+            f"{origin}: missing required column(s) {', '.join(missing)} (found: {found})"
+        )
+    if len(frame) == 0:
+        raise DataValidationError(f"{origin}: no rows")
+
+    if index.tz is not None:
+        index = index.tz_localize(None)
+    if index.hasnans:
+        pos = int(np.flatnonzero(index.isna())[0])
+        raise DataValidationError(f"{origin}: {_where(line_numbers, pos, None)}: missing date")
+    index = index.normalize()
+
+    values = {}
+    for column in OHLCV_COLUMNS:
+        raw = frame[column].reset_index(drop=True)
+        numeric = pd.to_numeric(raw, errors="coerce")
+        bad = numeric.isna() & raw.notna()
+        if bad.any():
+            pos = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataValidationError(
+                f"{origin}: {_where(line_numbers, pos, index[pos])}: "
+                f"{column} is not a number ({raw.iloc[pos]!r})"
+            )
+        array = numeric.to_numpy(dtype="float64", na_value=np.nan)
+        if not np.isfinite(array).all():
+            pos = int(np.flatnonzero(~np.isfinite(array))[0])
+            what = "missing (NaN)" if np.isnan(array[pos]) else "infinite"
+            raise DataValidationError(
+                f"{origin}: {_where(line_numbers, pos, index[pos])}: {column} is {what}"
+            )
+        values[column] = array
+
+    def refuse(mask: np.ndarray, message: str) -> None:
+        if mask.any():
+            pos = int(np.flatnonzero(mask)[0])
+            count = int(mask.sum())
+            more = f" ({count - 1} more row(s) like it)" if count > 1 else ""
+            where = _where(line_numbers, pos, index[pos])
+            raise DataValidationError(f"{origin}: {where}: {message}{more}")
+
+    for column in PRICE_COLUMNS:
+        col = values[column]
+        refuse(col <= 0, f"{column} must be positive")
+    high, low = values[HIGH], values[LOW]
+    refuse(high < low, "high is below low")
+    refuse(values[VOLUME] < 0, "volume is negative")
+
+    clean = pd.DataFrame(values, index=pd.DatetimeIndex(index, name=DATE))
+    if clean.index.has_duplicates:
+        dup = clean.index[clean.index.duplicated()][0]
+        raise DataValidationError(f"{origin}: duplicate date {dup.date()}")
+    if not clean.index.is_monotonic_increasing:
+        logger.warning("%s: dates were not in ascending order; sorted them", origin)
+        clean = clean.sort_index(kind="stable")
+    return clean
+
+
+def require_rows(frame: pd.DataFrame, needed: int, *, origin: str, why: str) -> None:
+    if len(frame) < needed:
+        raise DataValidationError(f"{origin}: {len(frame)} rows, need at least {needed} ({why})")

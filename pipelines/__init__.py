@@ -1,0 +1,1 @@
+"""Entry points that orchestrate the library: the `forecaster` CLI and retraining pipelines."""

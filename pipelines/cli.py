@@ -1,0 +1,150 @@
+"""The `forecaster` command line: one subcommand per job, one-line errors, exit codes.
+
+Exit codes: 0 success, 1 a user-fixable error (bad data, config, unreachable source), 2 bad
+command-line usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from forecaster import __version__
+from forecaster.config import ForecasterConfig, load_config
+from forecaster.errors import ForecasterError
+
+logger = logging.getLogger("forecaster.cli")
+
+Handler = Callable[[argparse.Namespace, ForecasterConfig], int]
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from exc
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data and configuration")
+    group.add_argument("--config", type=Path, metavar="FILE", help="YAML config (see configs/)")
+    group.add_argument("--ticker", action="append", metavar="T", help="ticker to load (repeatable)")
+    group.add_argument(
+        "--csv",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="Yahoo-style daily CSV to use as the source (repeatable; ticker = --ticker or stem)",
+    )
+    group.add_argument(
+        "--source", choices=["sample", "csv", "yahoo"], help="data source (default: sample)"
+    )
+    group.add_argument("--start", type=_date, metavar="YYYY-MM-DD", help="first date to use")
+    group.add_argument("--end", type=_date, metavar="YYYY-MM-DD", help="last date to use")
+    group.add_argument("--data-dir", type=Path, metavar="DIR", help="cache and local state")
+    group.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override any config key, e.g. --set windows.lookback=20 (repeatable)",
+    )
+    group.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _config_from_args(args: argparse.Namespace) -> ForecasterConfig:
+    values: dict[str, Any] = {}
+    if args.csv:
+        values["data.source"] = "csv"
+        values["data.csv_files"] = [str(p) for p in args.csv]
+    if args.source:
+        values["data.source"] = args.source
+    if args.ticker:
+        values["data.tickers"] = list(args.ticker)
+    for key, value in (("start", args.start), ("end", args.end), ("data_dir", args.data_dir)):
+        if value is not None:
+            values[f"data.{key}"] = str(value)
+    return load_config(args.config, args.overrides, values)
+
+
+def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    print(json.dumps(payload, indent=2, default=str) if args.json else text)
+
+
+def cmd_data(args: argparse.Namespace, config: ForecasterConfig) -> int:
+    from pipelines.reports import data_report
+
+    payload, text = data_report(config)
+    _emit(args, payload, text)
+    return 0
+
+
+def cmd_windows(args: argparse.Namespace, config: ForecasterConfig) -> int:
+    from pipelines.reports import windows_report
+
+    payload, text = windows_report(config)
+    _emit(args, payload, text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forecaster",
+        description="Next-trading-day stock forecasts from daily OHLCV data.",
+    )
+    parser.add_argument("--version", action="version", version=f"forecaster {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    data = sub.add_parser("data", help="load and validate a source, print a summary of each ticker")
+    _add_config_options(data)
+    data.set_defaults(handler=cmd_data)
+
+    windows = sub.add_parser(
+        "windows", help="run the feature/window pipeline and summarise the windows and splits"
+    )
+    _add_config_options(windows)
+    windows.set_defaults(handler=cmd_windows)
+    return parser
+
+
+def configure_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if not verbose:
+        for noisy in ("yfinance", "urllib3", "peewee"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose, args.quiet)
+    handler: Handler = args.handler
+    try:
+        config = _config_from_args(args)
+        return handler(args, config)
+    except ForecasterError as exc:
+        print(f"forecaster: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"forecaster: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("forecaster: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The FastAPI prediction service (loads the registered champion; never imports training code)."""

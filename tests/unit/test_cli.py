@@ -1,0 +1,87 @@
+"""The `forecaster` CLI contract: summaries, JSON, one-line errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import main
+from tests.conftest import csv_rows
+
+FORECASTER = Path(sys.executable).parent / "forecaster"
+
+
+def test_data_summarises_the_bundled_sample(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-q", "data", "--ticker", "^GSPC"]) == 0
+    out = capsys.readouterr().out
+    assert "^GSPC: 5031 trading days 1999-01-04 .. 2018-12-31 from sample" in out
+
+
+def test_data_json_for_a_user_csv(
+    write_csv: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_csv(csv_rows(60), name="acme.csv")
+    assert main(["-q", "data", "--csv", str(path), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    (entry,) = payload["tickers"]
+    assert entry["ticker"] == "acme"
+    assert entry["rows"] == 60
+    assert entry["source"] == "csv"
+    assert entry["adjustment"] == "adjusted"
+
+
+def test_windows_json_reports_shapes_and_splits(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["-q", "windows", "--json", "--start", "2015-01-01", "--set", "windows.lookback=20"]
+    assert main(args) == 0
+    payload = json.loads(capsys.readouterr().out)
+    n_features = len(payload["features"])
+    assert payload["x_shape"][1:] == [20, n_features]
+    sizes = [payload["splits"][p]["windows"] for p in ("train", "val", "test")]
+    assert sum(sizes) == payload["x_shape"][0]
+    assert payload["splits"]["train"]["last_target"] < payload["splits"]["val"]["first_target"]
+    assert payload["splits"]["val"]["last_target"] < payload["splits"]["test"]["first_target"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["data", "--ticker", "AAPL"], "bundled data holds only ^GSPC, not 'AAPL'"),
+        (["windows", "--set", "windows.lookbak=5"], "windows.lookbak: unknown key"),
+        (["windows", "--end", "1999-02-01"], "rows, need at least"),
+        (["data", "--csv", "/nonexistent/x.csv"], "/nonexistent/x.csv: file not found"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_1(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["-q", *argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("forecaster: error: ")
+    assert fragment in err
+    assert "\n" not in err
+
+
+def test_console_script_bad_csv_has_no_traceback(write_csv: Callable[..., Path]) -> None:
+    lines = csv_rows(40)
+    lines[9] = lines[9].replace(lines[9].split(",")[4], "oops", 1)
+    path = write_csv(lines)
+    result = subprocess.run(
+        [str(FORECASTER), "data", "--csv", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"forecaster: error: {path}: line 11 ({lines[9][:10]}): close is not a number ('oops')"
+    )
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["windows", "--start", "yesterday"])
+    assert info.value.code == 2
+    assert "not a YYYY-MM-DD date" in capsys.readouterr().err

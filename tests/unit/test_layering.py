@@ -1,0 +1,50 @@
+"""Imports flow one way: forecaster <- pipelines; the service never imports training code."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAINING_ONLY = (
+    "forecaster.train",
+    "forecaster.model.lit_module",
+    "forecaster.model.datamodule",
+    "forecaster.evaluation",
+    "lightning",
+    "pytorch_lightning",
+    "pipelines",
+)
+
+
+def imported_modules(package: str) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / package).rglob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+def offenders(package: str, banned: tuple[str, ...]) -> list[str]:
+    return [
+        f"{path} imports {name}"
+        for path, names in imported_modules(package).items()
+        for name in names
+        if any(name == b or name.startswith(b + ".") for b in banned)
+    ]
+
+
+def test_library_imports_neither_pipelines_nor_service() -> None:
+    assert offenders("forecaster", ("pipelines", "service")) == []
+
+
+@pytest.mark.parametrize("package", ["service"])
+def test_service_imports_no_training_code(package: str) -> None:
+    assert offenders(package, TRAINING_ONLY) == []
