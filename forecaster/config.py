@@ -120,12 +120,60 @@ class ScalingConfig(FrozenModel):
     )
 
 
+class ModelConfig(FrozenModel):
+    """The LSTM and its prediction interval."""
+
+    hidden_size: int = Field(32, ge=1, description="LSTM hidden units per layer")
+    num_layers: int = Field(2, ge=1, description="stacked LSTM layers")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout between LSTM layers")
+    interval_level: float = Field(
+        0.8, gt=0, lt=1, description="nominal coverage of the prediction interval"
+    )
+
+    @property
+    def quantiles(self) -> tuple[float, float, float]:
+        """Lower, median and upper quantile of the central interval."""
+        tail = (1.0 - self.interval_level) / 2.0
+        return (tail, 0.5, 1.0 - tail)
+
+
+class TrainingConfig(FrozenModel):
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(64, ge=1)
+    max_epochs: int = Field(30, ge=1)
+    patience: int = Field(5, ge=1, description="epochs without val_loss improvement before stop")
+    gradient_clip: float = Field(1.0, gt=0, description="gradient norm clipping")
+    seed: int = Field(42, description="seeds torch, numpy and python for reproducible runs")
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = Field(
+        "auto", description="Lightning accelerator; auto uses a GPU when present"
+    )
+    ridge_alphas: tuple[float, ...] = Field(
+        (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0),
+        min_length=1,
+        description="L2 strengths tried for the linear baseline (best on validation wins)",
+    )
+
+
+class TrackingConfig(FrozenModel):
+    """MLflow tracking and registry. The URI comes from here, else MLFLOW_TRACKING_URI, else a
+    local SQLite store in data_dir."""
+
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI")
+    experiment: str = Field("forecaster", min_length=1, description="MLflow experiment name")
+    model_name: str = Field("stock-lstm", min_length=1, description="registered model name")
+    promote: bool = Field(True, description="try the champion gate after registering")
+
+
 class ForecasterConfig(FrozenModel):
     data: DataConfig = DataConfig()
     features: FeatureConfig = FeatureConfig()
     windows: WindowConfig = WindowConfig()
     split: SplitConfig = SplitConfig()
     scaling: ScalingConfig = ScalingConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
 
 def _format_validation_error(exc: ValidationError, where: str) -> str:

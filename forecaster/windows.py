@@ -91,19 +91,38 @@ def min_rows(features: FeatureConfig, lookback: int) -> int:
     return warmup_rows(features) + lookback + 1
 
 
+def _features_for_windows(
+    frame: pd.DataFrame, features: FeatureConfig, lookback: int, needed: int, why: str
+) -> pd.DataFrame:
+    meta = frame_meta(frame)
+    if len(frame) < needed:
+        raise DataValidationError(
+            f"{meta.origin or meta.ticker or 'history'}: {len(frame)} rows, need at least "
+            f"{needed} ({why})"
+        )
+    feats = compute_features(frame, features)
+    finite = np.isfinite(feats.to_numpy()).all(axis=1)
+    if not finite.all():
+        bad = feats.index[~finite][0]
+        raise DataValidationError(f"{meta.origin}: features are not finite on {bad.date()}")
+    return feats
+
+
+def all_windows(
+    frame: pd.DataFrame, features: FeatureConfig, lookback: int
+) -> tuple[np.ndarray, pd.DatetimeIndex]:
+    """Every full window of a frame, the last (live) one included, with its as-of dates."""
+    needed = warmup_rows(features) + lookback
+    why = f"lookback {lookback} + {warmup_rows(features)} warm-up rows"
+    feats = _features_for_windows(frame, features, lookback, needed, why)
+    return sliding_windows(feats.to_numpy(), lookback), feats.index[lookback - 1 :]
+
+
 def ticker_windows(frame: pd.DataFrame, features: FeatureConfig, lookback: int) -> Windows:
     """All windows of one validated OHLCV frame that have a known target."""
     meta = frame_meta(frame)
-    needed = min_rows(features, lookback)
-    if len(frame) < needed:
-        raise DataValidationError(
-            f"{meta.origin or meta.ticker}: {len(frame)} rows, need at least {needed} "
-            f"(lookback {lookback} + {warmup_rows(features)} warm-up rows + 1 target day)"
-        )
-    feats = compute_features(frame, features)
-    if not np.isfinite(feats.to_numpy()).all():
-        bad = feats.index[~np.isfinite(feats.to_numpy()).all(axis=1)][0]
-        raise DataValidationError(f"{meta.origin}: features are not finite on {bad.date()}")
+    why = f"lookback {lookback} + {warmup_rows(features)} warm-up rows + 1 target day"
+    feats = _features_for_windows(frame, features, lookback, min_rows(features, lookback), why)
     target = next_log_return(frame).reindex(feats.index)
     close = frame[CLOSE].reindex(feats.index)
     # Drop the last window: its target day is not in the data yet (that is the live forecast).

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -71,6 +72,8 @@ def _config_from_args(args: argparse.Namespace) -> ForecasterConfig:
     for key, value in (("start", args.start), ("end", args.end), ("data_dir", args.data_dir)):
         if value is not None:
             values[f"data.{key}"] = str(value)
+    if getattr(args, "folds", None) is not None:
+        values["split.folds"] = args.folds
     return load_config(args.config, args.overrides, values)
 
 
@@ -94,6 +97,45 @@ def cmd_windows(args: argparse.Namespace, config: ForecasterConfig) -> int:
     return 0
 
 
+def _quiet_lightning(args: argparse.Namespace) -> None:
+    """Lightning sets its loggers to INFO when imported; keep its banners out unless -v."""
+    if not args.verbose:
+        for name in (
+            "lightning.pytorch",
+            "lightning.fabric",
+            "lightning.pytorch.utilities.rank_zero",
+        ):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def cmd_train(args: argparse.Namespace, config: ForecasterConfig) -> int:
+    from pipelines.reports import train_text
+    from pipelines.training import run_train
+
+    _quiet_lightning(args)
+    result = run_train(config)
+    _emit(args, result.to_dict(), train_text(result))
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace, config: ForecasterConfig) -> int:
+    from pipelines.reports import backtest_text
+    from pipelines.training import run_backtest
+
+    _quiet_lightning(args)
+    payload = run_backtest(config)
+    _emit(args, payload, backtest_text(payload))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace, config: ForecasterConfig) -> int:
+    from pipelines.predicting import predict_text, run_predict
+
+    payload = run_predict(config, args.model_uri)
+    _emit(args, payload, predict_text(payload))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="forecaster",
@@ -114,6 +156,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_options(windows)
     windows.set_defaults(handler=cmd_windows)
+
+    train = sub.add_parser(
+        "train",
+        help="train the LSTM, evaluate against naive and linear baselines, log to MLflow, "
+        "register and try promotion",
+    )
+    _add_config_options(train)
+    train.set_defaults(handler=cmd_train)
+
+    backtest = sub.add_parser(
+        "backtest", help="walk-forward backtest (expanding window, refit per fold); no registry"
+    )
+    _add_config_options(backtest)
+    backtest.add_argument("--folds", type=int, metavar="N", help="number of folds (split.folds)")
+    backtest.set_defaults(handler=cmd_backtest)
+
+    predict = sub.add_parser("predict", help="next-day forecast from a registered model")
+    _add_config_options(predict)
+    predict.add_argument(
+        "--model-uri",
+        metavar="URI",
+        help="model to load (default: models:/<tracking.model_name>@champion)",
+    )
+    predict.set_defaults(handler=cmd_predict)
     return parser
 
 
@@ -123,11 +189,13 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     if not verbose:
-        for noisy in ("yfinance", "urllib3", "peewee"):
+        for noisy in ("yfinance", "urllib3", "peewee", "lightning.pytorch", "alembic", "mlflow"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Progress bars for local artifact copies only clutter a terminal or a CI log.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose, args.quiet)
@@ -141,6 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"forecaster: error: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        # MLflow's own errors (a bad URI, a refused request) are user-facing too: one line.
+        if type(exc).__module__.startswith("mlflow."):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            print(f"forecaster: error: MLflow: {first}", file=sys.stderr)
+            return 1
+        raise
     except KeyboardInterrupt:
         print("forecaster: interrupted", file=sys.stderr)
         return 130

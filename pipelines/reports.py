@@ -96,3 +96,67 @@ def windows_report(config: ForecasterConfig) -> Report:
         f"{_day(windows.end_dates[split.train].max())} (training dates only)"
     )
     return payload, "\n".join(lines)
+
+
+def metrics_table(summary: dict[str, Any]) -> list[str]:
+    """Model vs naive vs linear on the same days, plus the honest headline numbers."""
+    lines = [f"  {'':<7}{'MAE':>10}{'RMSE':>10}{'MAPE %':>9}{'dir.acc':>9}"]
+    for name in ("model", "naive", "linear"):
+        m = summary[name]
+        # Naive predicts "no change": it has no direction to score.
+        direction = "-" if name == "naive" else f"{100 * m['directional_accuracy']:.1f}%"
+        lines.append(
+            f"  {name:<7}{m['mae']:>10.3f}{m['rmse']:>10.3f}{m['mape']:>9.3f}{direction:>9}"
+        )
+    model = summary["model"]
+    lo, hi = summary["directional_accuracy_ci95"]
+    dm = summary["diebold_mariano"]
+    verdict = "beats" if summary["mae_ratio_vs_naive"] < 1 else "does NOT beat"
+    lines += [
+        f"  MAE ratio vs naive: model {summary['mae_ratio_vs_naive']:.4f} "
+        f"(linear {summary['linear_mae_ratio_vs_naive']:.4f}); the model {verdict} naive",
+        f"  directional accuracy {100 * model['directional_accuracy']:.1f}% "
+        f"(95% CI {100 * lo:.1f}..{100 * hi:.1f}) vs up-day share "
+        f"{100 * summary['up_day_share']:.1f}% (always predicting 'up')",
+        f"  {model['interval_level']:.0%} interval: coverage {100 * model['coverage']:.1f}%, "
+        f"mean width {model['interval_width']:.3f}",
+        f"  Diebold-Mariano vs naive (abs. error): statistic {dm['statistic']:+.3f}, "
+        f"p = {dm['pvalue']:.3f} over {summary['n_days']} days",
+    ]
+    return lines
+
+
+def ui_command(tracking_uri: str) -> str:
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"open {tracking_uri}"
+    return f"mlflow ui --backend-store-uri {tracking_uri} --port 5000"
+
+
+def train_text(result: Any) -> str:
+    payload = result.to_dict()
+    lines = [
+        f"run {payload['run_id']} ({payload['epochs']} epochs, best {payload['best_epoch']})",
+        f"test period: {payload['metrics']['n_days']} days",
+        *metrics_table(payload["metrics"]),
+        f"registered {payload['model_name']} version {payload['model_version']} (alias challenger)",
+    ]
+    if result.decision is not None:
+        lines.append(result.decision.reason)
+    lines.append(f"browse: {ui_command(payload['tracking_uri'])}")
+    return "\n".join(lines)
+
+
+def backtest_text(payload: dict[str, Any]) -> str:
+    lines = [
+        f"walk-forward backtest, {len(payload['folds'])} folds, {', '.join(payload['tickers'])}"
+    ]
+    for fold in payload["folds"]:
+        lines.append(
+            f"fold {fold['fold']}: {fold['test_start']}..{fold['test_end']} "
+            f"({fold['n_days']} days, trained on {fold['train_windows']} windows): "
+            f"MAE ratio vs naive {fold['mae_ratio_vs_naive']:.4f}, coverage "
+            f"{100 * fold['model']['coverage']:.1f}%"
+        )
+    lines.append("all folds pooled:")
+    lines += metrics_table(payload["aggregate"])
+    return "\n".join(lines)

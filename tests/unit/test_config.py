@@ -51,8 +51,8 @@ def test_bad_config_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"model": {"x": 1}}))
-    with pytest.raises(ConfigError, match=r"bad.yaml: model: unknown key"):
+    bad.write_text(yaml.safe_dump({"modle": {"x": 1}}))
+    with pytest.raises(ConfigError, match=r"bad.yaml: modle: unknown key"):
         load_config(bad)
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):

@@ -1,0 +1,1 @@
+"""The network (plain torch) and, in separate training-only modules, its Lightning wrappers."""

@@ -1,0 +1,165 @@
+"""Training entry point: seeded, deterministic Lightning training with early stopping.
+
+The best checkpoint (lowest val_loss) is restored before the network is returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from forecaster.config import ForecasterConfig
+from forecaster.errors import ForecasterError
+from forecaster.model.datamodule import WindowDataModule
+from forecaster.model.lit_module import LitForecaster
+from forecaster.model.network import LSTMQuantileNet
+from forecaster.predict import predict_quantiles
+from forecaster.windows import Windows
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingError(ForecasterError):
+    """Training diverged or produced no usable model."""
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_mae_return: float
+
+
+@dataclass
+class TrainedModel:
+    network: LSTMQuantileNet
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_loss: float = math.nan
+    device: str = "cpu"
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """(n, lookback, n_features) scaled windows -> (n, n_quantiles) log-return quantiles."""
+        return predict_quantiles(self.network, x)
+
+
+class _History(Callback):
+    """Collects epoch metrics, and writes a plain log line per epoch when there is no TTY."""
+
+    def __init__(self, log_lines: bool) -> None:
+        self.records: list[EpochRecord] = []
+        self.log_lines = log_lines
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        if "val_loss" not in metrics:
+            return
+        record = EpochRecord(
+            epoch=trainer.current_epoch,
+            train_loss=float(metrics["train_loss"]),
+            val_loss=float(metrics["val_loss"]),
+            val_mae_return=float(metrics["val_mae_return"]),
+        )
+        if not all(math.isfinite(v) for v in (record.train_loss, record.val_loss)):
+            raise TrainingError(
+                f"training diverged at epoch {record.epoch} (train_loss {record.train_loss}, "
+                f"val_loss {record.val_loss}); lower training.learning_rate or check the data"
+            )
+        self.records.append(record)
+        if self.log_lines:
+            logger.info(
+                "epoch %d/%d train_loss %.5f val_loss %.5f val_mae_return %.6f",
+                record.epoch + 1,
+                trainer.max_epochs,
+                record.train_loss,
+                record.val_loss,
+                record.val_mae_return,
+            )
+
+
+def build_network(
+    n_features: int, config: ForecasterConfig, target_scale: float
+) -> LSTMQuantileNet:
+    return LSTMQuantileNet(
+        n_features=n_features,
+        hidden_size=config.model.hidden_size,
+        num_layers=config.model.num_layers,
+        dropout=config.model.dropout,
+        n_quantiles=len(config.model.quantiles),
+        target_scale=target_scale,
+    )
+
+
+def train_network(train: Windows, val: Windows, config: ForecasterConfig) -> TrainedModel:
+    """Fit on scaled train windows, early-stop on val, return the best network on the CPU."""
+    training = config.training
+    pl.seed_everything(training.seed, workers=True, verbose=False)
+    target_scale = float(np.std(train.y)) or 1.0
+    network = build_network(len(train.feature_names), config, target_scale)
+    module = LitForecaster(
+        network,
+        quantiles=config.model.quantiles,
+        learning_rate=training.learning_rate,
+        weight_decay=training.weight_decay,
+    )
+    data = WindowDataModule(train, val, training.batch_size, training.seed)
+    interactive = sys.stderr.isatty()
+    history = _History(log_lines=not interactive)
+    with tempfile.TemporaryDirectory(prefix="forecaster-ckpt-") as tmp:
+        checkpoint = ModelCheckpoint(
+            dirpath=tmp, monitor="val_loss", mode="min", save_top_k=1, save_weights_only=True
+        )
+        trainer = pl.Trainer(
+            max_epochs=training.max_epochs,
+            accelerator=training.accelerator,
+            devices=1,
+            deterministic=True,
+            gradient_clip_val=training.gradient_clip,
+            callbacks=[
+                EarlyStopping(monitor="val_loss", mode="min", patience=training.patience),
+                checkpoint,
+                history,
+            ],
+            logger=False,
+            default_root_dir=tmp,
+            enable_progress_bar=interactive,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+        )
+        with warnings.catch_warnings():
+            # Windows are in memory: loader worker processes would only add start-up cost.
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*treespec.*")
+            trainer.fit(module, datamodule=data)
+        if not checkpoint.best_model_path:
+            raise TrainingError("training produced no checkpoint (no validation epoch ran)")
+        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        module.load_state_dict(state["state_dict"])
+        device = str(trainer.strategy.root_device)
+    best = min(history.records, key=lambda r: r.val_loss)
+    network = module.network.cpu()
+    network.eval()
+    logger.info(
+        "trained %d epoch(s) on %s; best epoch %d, val_loss %.5f",
+        len(history.records),
+        device,
+        best.epoch + 1,
+        best.val_loss,
+    )
+    return TrainedModel(
+        network=network,
+        history=history.records,
+        best_epoch=best.epoch,
+        best_val_loss=best.val_loss,
+        device=device,
+    )
