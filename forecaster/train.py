@@ -61,14 +61,14 @@ class _History(Callback):
         self.log_lines = log_lines
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        metrics = trainer.callback_metrics
-        if "val_loss" not in metrics:
+        if not isinstance(pl_module, LitForecaster):
             return
+        summary = pl_module.epoch_summary()
         record = EpochRecord(
             epoch=trainer.current_epoch,
-            train_loss=float(metrics["train_loss"]),
-            val_loss=float(metrics["val_loss"]),
-            val_mae_return=float(metrics["val_mae_return"]),
+            train_loss=summary["train_loss"],
+            val_loss=summary["val_loss"],
+            val_mae_return=summary["val_mae_return"],
         )
         if not all(math.isfinite(v) for v in (record.train_loss, record.val_loss)):
             raise TrainingError(

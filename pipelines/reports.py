@@ -111,10 +111,15 @@ def metrics_table(summary: dict[str, Any]) -> list[str]:
     model = summary["model"]
     lo, hi = summary["directional_accuracy_ci95"]
     dm = summary["diebold_mariano"]
-    verdict = "beats" if summary["mae_ratio_vs_naive"] < 1 else "does NOT beat"
+    if summary["mae_ratio_vs_naive"] >= 1:
+        verdict = "the model does NOT beat naive"
+    elif dm["pvalue"] < 0.05:
+        verdict = "the model beats naive, significantly"
+    else:
+        verdict = "below naive, but not significantly (see Diebold-Mariano)"
     lines += [
         f"  MAE ratio vs naive: model {summary['mae_ratio_vs_naive']:.4f} "
-        f"(linear {summary['linear_mae_ratio_vs_naive']:.4f}); the model {verdict} naive",
+        f"(linear {summary['linear_mae_ratio_vs_naive']:.4f}); {verdict}",
         f"  directional accuracy {100 * model['directional_accuracy']:.1f}% "
         f"(95% CI {100 * lo:.1f}..{100 * hi:.1f}) vs up-day share "
         f"{100 * summary['up_day_share']:.1f}% (always predicting 'up')",

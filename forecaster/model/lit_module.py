@@ -27,6 +27,8 @@ class LitForecaster(pl.LightningModule):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__()
+        self._train_sums = torch.zeros(2)
+        self._val_sums = torch.zeros(3)
         # The network is an injected module, saved by its weights, not as a hyperparameter.
         self.save_hyperparameters(ignore=["network"])
         self.network = network
@@ -45,18 +47,45 @@ class LitForecaster(pl.LightningModule):
         mae = (pred[:, self.median_index] - y).abs().mean()
         return loss, mae
 
-    def training_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
-    ) -> torch.Tensor:
+    def on_train_epoch_start(self) -> None:
+        self._train_sums = torch.zeros(2)  # loss * batch size, batch sizes
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _ = self._loss(batch)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch[0].shape[0])
+        # Summed here and logged once per epoch: per-step self.log calls cost more than a
+        # step of this small network does.
+        size = batch[0].shape[0]
+        self._train_sums += torch.stack([loss.detach() * size, torch.tensor(float(size))])
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        total, count = self._train_sums
+        self.log("train_loss", total / count)
+
+    def epoch_summary(self) -> dict[str, float]:
+        """Mean train and validation metrics of the epoch that just ran (for callbacks, which
+        Lightning calls before this module's own epoch-end hooks)."""
+        total, count = self._train_sums
+        val_loss, val_mae, val_count = self._val_sums
+        nan = float("nan")
+        return {
+            "train_loss": float(total / count) if count else nan,
+            "val_loss": float(val_loss / val_count) if val_count else nan,
+            "val_mae_return": float(val_mae / val_count) if val_count else nan,
+        }
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = torch.zeros(3)  # loss * size, mae * size, sizes
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, mae = self._loss(batch)
-        size = batch[0].shape[0]
-        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=size, prog_bar=True)
-        self.log("val_mae_return", mae, on_step=False, on_epoch=True, batch_size=size)
+        size = float(batch[0].shape[0])
+        self._val_sums += torch.stack([loss * size, mae * size, torch.tensor(size)])
+
+    def on_validation_epoch_end(self) -> None:
+        loss, mae, count = self._val_sums
+        self.log("val_loss", loss / count, prog_bar=True)
+        self.log("val_mae_return", mae / count)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(
