@@ -29,7 +29,9 @@ from forecaster.sources import load_frames
 from forecaster.train import build_network
 
 
-def lightning_run(config: ForecasterConfig, data: WindowDataModule, epochs: int, scale: float) -> float:
+def lightning_run(
+    config: ForecasterConfig, data: WindowDataModule, epochs: int, scale: float
+) -> float:
     pl.seed_everything(0, verbose=False)
     net = build_network(len(data.train_windows.feature_names), config, scale)
     module = LitForecaster(net, config.model.quantiles, config.training.learning_rate)

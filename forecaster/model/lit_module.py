@@ -50,7 +50,9 @@ class LitForecaster(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._train_sums = torch.zeros(2)  # loss * batch size, batch sizes
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
         loss, _ = self._loss(batch)
         # Summed here and logged once per epoch: per-step self.log calls cost more than a
         # step of this small network does.
