@@ -153,6 +153,22 @@ class Forecaster:
         q = predict_quantiles(self.network, self.bundle.scaler.transform(window))
         return self._rows(ticker, history.index[-1:], history[CLOSE].to_numpy()[-1:], q)
 
+    def prepare_window(self, history: pd.DataFrame) -> np.ndarray:
+        """The scaled (1, lookback, n_features) input for the day after the history's end.
+
+        Split from `forecast_window` so a server can prepare it once per history and keep
+        pandas off its request path.
+        """
+        window = latest_window(history, self.bundle.features, self.bundle.lookback)
+        return self.bundle.scaler.transform(window)
+
+    def forecast_window(self, window: np.ndarray) -> np.ndarray:
+        """Quantiles (lower, median, upper) of the next log return for one prepared window."""
+        with torch.inference_mode():
+            out = self.network(torch.from_numpy(window))
+        quantiles: np.ndarray = out[0].double().numpy()
+        return quantiles
+
     def predict_all(self, history: pd.DataFrame, ticker: str = "") -> pd.DataFrame:
         """A row for every day with a full window: the forecast made as of that day."""
         x, as_of = all_windows(history, self.bundle.features, self.bundle.lookback)

@@ -22,7 +22,7 @@ from forecaster.errors import ForecasterError
 
 logger = logging.getLogger("forecaster.cli")
 
-Handler = Callable[[argparse.Namespace, ForecasterConfig], int]
+Handler = Callable[[argparse.Namespace, Any], int]
 
 
 def _date(text: str) -> date:
@@ -136,6 +136,22 @@ def cmd_predict(args: argparse.Namespace, config: ForecasterConfig) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, config: ForecasterConfig | None) -> int:
+    import uvicorn
+
+    # The app reads its settings from the environment (FORECASTER_*, MLFLOW_TRACKING_URI).
+    uvicorn.run(
+        "service.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="warning" if args.quiet else "info",
+        access_log=args.access_log,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="forecaster",
@@ -180,6 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="model to load (default: models:/<tracking.model_name>@champion)",
     )
     predict.set_defaults(handler=cmd_predict)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the prediction API (settings from FORECASTER_* environment variables)",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(handler=cmd_serve, needs_config=False)
     return parser
 
 
@@ -201,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose, args.quiet)
     handler: Handler = args.handler
     try:
-        config = _config_from_args(args)
+        config = _config_from_args(args) if getattr(args, "needs_config", True) else None
         return handler(args, config)
     except ForecasterError as exc:
         print(f"forecaster: error: {exc}", file=sys.stderr)

@@ -1,0 +1,48 @@
+"""FastAPI dependencies: the app state, the loaded model, the admin key check."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from service.model_store import LoadedModel
+from service.state import ServiceState
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_model(state: State) -> LoadedModel:
+    """The model serving this request; held for the whole request even if a swap happens."""
+    model = state.models.current
+    if model is None:
+        raise HTTPException(
+            status_code=503,
+            detail=f"no model loaded: {state.models.last_error}; "
+            "train and promote one (forecaster train), the service picks it up",
+        )
+    return model
+
+
+Model = Annotated[LoadedModel, Depends(get_model)]
+
+
+def require_api_key(
+    state: State, x_api_key: Annotated[str | None, Header(description="admin API key")] = None
+) -> None:
+    configured = state.settings.api_key
+    if configured is None:
+        raise HTTPException(
+            status_code=403, detail="admin API disabled: set FORECASTER_API_KEY to enable it"
+        )
+    if x_api_key is None:
+        raise HTTPException(status_code=401, detail="missing X-API-Key header")
+    if not secrets.compare_digest(x_api_key, configured.get_secret_value()):
+        raise HTTPException(status_code=403, detail="invalid API key")

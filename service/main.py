@@ -1,0 +1,107 @@
+"""The app factory and its lifespan: settings in, a ready-to-serve FastAPI app out.
+
+The model loads in the lifespan, never at import. If it cannot load (no champion yet, tracking
+server down) the app still starts, /readyz answers 503 with the reason, and a background task
+keeps retrying with backoff, then polls the alias for new versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from forecaster import __version__
+from service.calendar import TradingCalendar
+from service.history import HistoryStore, make_source
+from service.metrics import ServiceMetrics
+from service.middleware import RequestContextMiddleware
+from service.model_store import ModelStore
+from service.prediction_log import PredictionLog
+from service.routes import admin, health, model, predictions
+from service.settings import ServiceSettings
+from service.state import ServiceState
+
+logger = logging.getLogger(__name__)
+
+
+def build_state(settings: ServiceSettings, metrics: ServiceMetrics) -> ServiceState:
+    return ServiceState(
+        settings=settings,
+        models=ModelStore(
+            settings.resolved_tracking_uri(),
+            settings.model_name,
+            settings.model_alias,
+            settings.retry_max_seconds,
+            on_event=lambda outcome: metrics.reloads.labels(outcome).inc(),
+        ),
+        history=HistoryStore(make_source(settings), settings.history_ttl_seconds),
+        calendar=TradingCalendar(),
+        metrics=metrics,
+        prediction_log=PredictionLog(settings.resolved_prediction_log_url()),
+    )
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or ServiceSettings()
+    metrics = ServiceMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = await asyncio.to_thread(build_state, settings, metrics)
+        state.prediction_log.start()
+        app.state.service = state
+        await state.models.refresh()
+        watcher = asyncio.create_task(state.models.watch(settings.reload_interval_seconds))
+        logger.info("serving %s@%s from %s (%s)", settings.model_name, settings.model_alias,
+                    settings.resolved_tracking_uri(), state.models.describe())  # fmt: skip
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            state.prediction_log.close()
+
+    app = FastAPI(
+        title="forecaster",
+        version=__version__,
+        summary="Next-trading-day stock forecasts with prediction intervals",
+        lifespan=lifespan,
+    )
+    app.include_router(health.router)
+    app.include_router(model.router)
+    app.include_router(predictions.router)
+    app.include_router(admin.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(Exception)
+    async def unhandled(request: Request, exc: Exception) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", "unknown")
+        logger.exception("unhandled error in %s %s (request %s)", request.method,
+                         request.url.path, request_id)  # fmt: skip
+        return JSONResponse(
+            status_code=500,
+            content={"detail": "internal error; quote this request id", "request_id": request_id},
+        )
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(
+        RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
+    )
+    return app

@@ -1,0 +1,41 @@
+"""Prometheus metrics, one registry per app so tests and workers never share counters."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "forecaster_http_requests",
+            "HTTP requests by route template, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "forecaster_http_request_duration_seconds",
+            "HTTP request latency by route template",
+            ["route", "method"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "forecaster_predictions",
+            "Forecasts served, by model version",
+            ["model_version"],
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "forecaster_model_reloads",
+            "Model loads by outcome (loaded, failed)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.source_errors = Counter(
+            "forecaster_data_source_errors",
+            "History loads that failed, by kind (not_found, unavailable, invalid)",
+            ["kind"],
+            registry=self.registry,
+        )

@@ -1,0 +1,141 @@
+"""Holds the served model and swaps in new registry versions without downtime.
+
+Requests take a reference to `current` once and keep it, so a swap (one attribute assignment)
+never changes the model under a request in flight. Loading happens in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from forecaster.inference import Forecaster, StockForecastModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    alias: str
+    run_id: str
+    forecaster: Forecaster
+    loaded_at: datetime
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class ModelStore:
+    def __init__(
+        self,
+        tracking_uri: str,
+        name: str,
+        alias: str,
+        retry_max_seconds: float = 60.0,
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
+        self.on_event = on_event or (lambda outcome: None)
+        self.tracking_uri = tracking_uri
+        self.name = name
+        self.alias = alias
+        self.retry_max_seconds = retry_max_seconds
+        self.current: LoadedModel | None = None
+        self.last_error: str | None = "model not loaded yet"
+        self.reloads = 0
+        self.failed_reloads = 0
+        self._lock = asyncio.Lock()
+
+    def _client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def alias_version(self) -> tuple[str, str]:
+        """(version, run_id) the alias points at now; raises MlflowException if none."""
+        version = self._client().get_model_version_by_alias(self.name, self.alias)
+        return str(version.version), str(version.run_id)
+
+    def _load(self, version: str, run_id: str) -> LoadedModel:
+        client = self._client()
+        mlflow.set_tracking_uri(self.tracking_uri)
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{self.name}/{version}")
+        python_model: Any = pyfunc.unwrap_python_model()
+        if not isinstance(python_model, StockForecastModel):
+            raise TypeError(
+                f"models:/{self.name}/{version} is not a forecaster model "
+                f"({type(python_model).__name__})"
+            )
+        tags = dict(client.get_model_version(self.name, version).tags)
+        metrics: dict[str, float] = {}
+        try:
+            metrics = dict(client.get_run(run_id).data.metrics)
+        except MlflowException as exc:
+            logger.warning("could not read metrics of run %s: %s", run_id, exc)
+        return LoadedModel(
+            name=self.name,
+            version=version,
+            alias=self.alias,
+            run_id=run_id,
+            forecaster=python_model.forecaster,
+            loaded_at=datetime.now(UTC),
+            tags=tags,
+            metrics=metrics,
+        )
+
+    async def refresh(self) -> bool:
+        """Load the alias's version if it differs from the served one; True if swapped.
+
+        A version that fails to load is logged and the old one keeps serving.
+        """
+        async with self._lock:
+            try:
+                version, run_id = await asyncio.to_thread(self.alias_version)
+            except (MlflowException, OSError) as exc:
+                self.last_error = f"{self.name}@{self.alias} not available: {_first_line(exc)}"
+                if self.current is None:
+                    logger.warning("%s", self.last_error)
+                return False
+            if self.current is not None and self.current.version == version:
+                return False
+            try:
+                loaded = await asyncio.to_thread(self._load, version, run_id)
+            except Exception as exc:  # any failure to load must leave the old model serving
+                self.failed_reloads += 1
+                self.on_event("failed")
+                self.last_error = f"loading {self.name} v{version} failed: {_first_line(exc)}"
+                logger.error("%s; still serving %s", self.last_error, self.describe())
+                return False
+            previous = self.describe()
+            self.current = loaded
+            self.last_error = None
+            self.reloads += 1
+            self.on_event("loaded")
+            logger.info("now serving %s v%s (was %s)", self.name, version, previous)
+            return True
+
+    def describe(self) -> str:
+        return f"v{self.current.version}" if self.current else "nothing"
+
+    async def watch(self, interval: float) -> None:
+        """Poll forever: retry with backoff until a model loads, then poll the alias."""
+        delay = 1.0
+        while True:
+            await self.refresh()
+            if self.current is None:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_seconds)
+            else:
+                delay = 1.0
+                await asyncio.sleep(interval)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,124 @@
+"""Append-only log of served predictions, so realised accuracy can be computed later.
+
+Writes go through a queue to a background thread: logging never blocks or fails a response.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    insert,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+logger = logging.getLogger(__name__)
+
+metadata = MetaData()
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("ticker", String(32), nullable=False),
+    Column("as_of", Date, nullable=False),
+    Column("target_date", Date, nullable=False),
+    Column("model_name", String(128), nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("predicted_close", Float, nullable=False),
+    Column("predicted_return", Float, nullable=False),
+    Column("lower", Float, nullable=False),
+    Column("upper", Float, nullable=False),
+    Column("interval_level", Float, nullable=False),
+    Column("last_close", Float, nullable=False),
+    Column("history_source", String(16), nullable=False),
+)
+
+_STOP = object()
+
+
+class PredictionLog:
+    def __init__(self, url: str, max_queue: int = 10_000) -> None:
+        self.url = url
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._thread: threading.Thread | None = None
+        self._engine: Engine | None = None
+        self.dropped = 0
+        self.failed = 0
+
+    def start(self) -> None:
+        if self.url.startswith("sqlite:///"):
+            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self._engine = create_engine(self.url)
+        try:
+            metadata.create_all(self._engine)
+        except SQLAlchemyError as exc:
+            logger.error("prediction log %s unusable, predictions will not be logged: %s",
+                         self.url, exc)  # fmt: skip
+            self._engine = None
+            return
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def record(self, row: dict[str, Any]) -> None:
+        if self._engine is None:
+            return
+        try:
+            self._queue.put_nowait({"created_at": datetime.now(UTC), **row})
+        except queue.Full:
+            self.dropped += 1
+            logger.warning("prediction log queue full; dropped a row (%d so far)", self.dropped)
+
+    def _run(self) -> None:
+        while True:
+            rows = [self._queue.get()]
+            while len(rows) < 500:
+                try:
+                    rows.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(r is _STOP for r in rows)
+            rows = [r for r in rows if r is not _STOP]
+            if rows and self._engine is not None:
+                try:
+                    with self._engine.begin() as conn:
+                        conn.execute(insert(predictions), rows)
+                except SQLAlchemyError as exc:
+                    self.failed += len(rows)
+                    logger.error("could not write %d prediction log row(s): %s", len(rows), exc)
+            if stop:
+                return
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def read_log(url: str) -> list[dict[str, Any]]:
+    """All logged rows, oldest first (for analysis, notebooks and tests)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            result = conn.execute(predictions.select().order_by(predictions.c.id))
+            return [dict(r._mapping) for r in result]
+    finally:
+        engine.dispose()

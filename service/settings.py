@@ -1,0 +1,53 @@
+"""Service settings, from the environment only (prefix FORECASTER_), read once per app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FORECASTER_", frozen=True, extra="ignore")
+
+    tracking_uri: str | None = Field(
+        None,
+        validation_alias=AliasChoices("FORECASTER_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+        description="MLflow tracking URI; default sqlite:///<data_dir>/mlflow.db",
+    )
+    model_name: str = Field("stock-lstm", description="registered model to serve")
+    model_alias: str = Field("champion", description="registry alias to serve and watch")
+    data_source: Literal["sample", "yahoo"] = Field(
+        "sample", description="where ticker history comes from (sample: bundled ^GSPC only)"
+    )
+    data_dir: Path = Field(Path("data"), description="MLflow store, market data cache, logs")
+    auto_adjust: bool = Field(True, description="split/dividend-adjusted prices")
+    history_ttl_seconds: float = Field(
+        900.0, gt=0, description="how long a ticker's history is kept in memory"
+    )
+    api_key: SecretStr | None = Field(
+        None, description="key for /v1/admin/*; admin calls are refused while unset"
+    )
+    reload_interval_seconds: float = Field(
+        30.0, gt=0, description="how often the alias is polled for a new version"
+    )
+    retry_max_seconds: float = Field(
+        60.0, gt=0, description="longest backoff between model load attempts"
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins")
+    max_history_rows: int = Field(5000, ge=1, description="most rows a client may send")
+    max_batch_tickers: int = Field(50, ge=1, description="most tickers in one batch call")
+    max_body_bytes: int = Field(2_000_000, ge=1024, description="largest request body accepted")
+    prediction_log_url: str | None = Field(
+        None, description="SQLAlchemy URL of the prediction log; default SQLite in data_dir"
+    )
+
+    def resolved_tracking_uri(self) -> str:
+        return self.tracking_uri or f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+    def resolved_prediction_log_url(self) -> str:
+        return (
+            self.prediction_log_url or f"sqlite:///{(self.data_dir / 'predictions.db').resolve()}"
+        )

@@ -1,0 +1,22 @@
+"""Everything the app holds for its lifetime, built in the lifespan, reached via dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.calendar import TradingCalendar
+from service.history import HistoryStore
+from service.metrics import ServiceMetrics
+from service.model_store import ModelStore
+from service.prediction_log import PredictionLog
+from service.settings import ServiceSettings
+
+
+@dataclass
+class ServiceState:
+    settings: ServiceSettings
+    models: ModelStore
+    history: HistoryStore
+    calendar: TradingCalendar
+    metrics: ServiceMetrics
+    prediction_log: PredictionLog
