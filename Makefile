@@ -22,6 +22,11 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 
 run: $(RUN_STAMP)
 	$(BIN)/forecaster train --ticker ^GSPC
+	@echo
+	@echo "Serving on http://127.0.0.1:8000 (OpenAPI docs at /docs; Ctrl+C stops). In another shell:"
+	@echo "  curl -s -X POST http://127.0.0.1:8000/v1/predictions -H 'content-type: application/json' -d '{\"ticker\": \"^GSPC\"}'"
+	@echo "(Until a model beats naive and becomes champion, the demo serves the challenger.)"
+	FORECASTER_FALLBACK_ALIAS=challenger $(BIN)/forecaster serve --port 8000
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

@@ -40,6 +40,7 @@ def build_state(settings: ServiceSettings, metrics: ServiceMetrics) -> ServiceSt
             settings.model_alias,
             settings.retry_max_seconds,
             on_event=lambda outcome: metrics.reloads.labels(outcome).inc(),
+            fallback_alias=settings.fallback_alias,
         ),
         history=HistoryStore(make_source(settings), settings.history_ttl_seconds),
         calendar=TradingCalendar(),
@@ -92,6 +93,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         return JSONResponse(
             status_code=500,
             content={"detail": "internal error; quote this request id", "request_id": request_id},
+            headers={"x-request-id": request_id},
         )
 
     if settings.cors_origins:

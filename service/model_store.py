@@ -42,7 +42,9 @@ class ModelStore:
         alias: str,
         retry_max_seconds: float = 60.0,
         on_event: Callable[[str], None] | None = None,
+        fallback_alias: str | None = None,
     ) -> None:
+        self.fallback_alias = fallback_alias
         self.on_event = on_event or (lambda outcome: None)
         self.tracking_uri = tracking_uri
         self.name = name
@@ -57,12 +59,20 @@ class ModelStore:
     def _client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
-    def alias_version(self) -> tuple[str, str]:
-        """(version, run_id) the alias points at now; raises MlflowException if none."""
-        version = self._client().get_model_version_by_alias(self.name, self.alias)
-        return str(version.version), str(version.run_id)
+    def alias_version(self) -> tuple[str, str, str]:
+        """(version, run_id, alias) the alias points at now, else the fallback alias's;
+        raises MlflowException if neither exists."""
+        client = self._client()
+        try:
+            found = client.get_model_version_by_alias(self.name, self.alias)
+            return str(found.version), str(found.run_id), self.alias
+        except MlflowException:
+            if not self.fallback_alias:
+                raise
+        found = client.get_model_version_by_alias(self.name, self.fallback_alias)
+        return str(found.version), str(found.run_id), self.fallback_alias
 
-    def _load(self, version: str, run_id: str) -> LoadedModel:
+    def _load(self, version: str, run_id: str, alias: str) -> LoadedModel:
         client = self._client()
         mlflow.set_tracking_uri(self.tracking_uri)
         pyfunc = mlflow.pyfunc.load_model(f"models:/{self.name}/{version}")
@@ -81,7 +91,7 @@ class ModelStore:
         return LoadedModel(
             name=self.name,
             version=version,
-            alias=self.alias,
+            alias=alias,
             run_id=run_id,
             forecaster=python_model.forecaster,
             loaded_at=datetime.now(UTC),
@@ -96,7 +106,7 @@ class ModelStore:
         """
         async with self._lock:
             try:
-                version, run_id = await asyncio.to_thread(self.alias_version)
+                version, run_id, alias = await asyncio.to_thread(self.alias_version)
             except (MlflowException, OSError) as exc:
                 self.last_error = f"{self.name}@{self.alias} not available: {_first_line(exc)}"
                 if self.current is None:
@@ -104,8 +114,11 @@ class ModelStore:
                 return False
             if self.current is not None and self.current.version == version:
                 return False
+            if alias != self.alias:
+                logger.warning("%s@%s does not exist; serving fallback alias %s (v%s)",
+                               self.name, self.alias, alias, version)  # fmt: skip
             try:
-                loaded = await asyncio.to_thread(self._load, version, run_id)
+                loaded = await asyncio.to_thread(self._load, version, run_id, alias)
             except Exception as exc:  # any failure to load must leave the old model serving
                 self.failed_reloads += 1
                 self.on_event("failed")

@@ -119,6 +119,7 @@ class Readiness(BaseModel):
     status: str
     model: str
     version: str
+    alias: str
 
 
 class ReloadResult(BaseModel):

@@ -19,6 +19,11 @@ class ServiceSettings(BaseSettings):
     )
     model_name: str = Field("stock-lstm", description="registered model to serve")
     model_alias: str = Field("champion", description="registry alias to serve and watch")
+    fallback_alias: str | None = Field(
+        None,
+        description="alias served while model_alias points nowhere (e.g. challenger for a "
+        "demo before any model has earned champion); off by default",
+    )
     data_source: Literal["sample", "yahoo"] = Field(
         "sample", description="where ticker history comes from (sample: bundled ^GSPC only)"
     )

@@ -69,14 +69,14 @@ class YahooSource:
         *,
         auto_adjust: bool = True,
         downloader: Downloader = yfinance_history,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.cache = ParquetCache(cache_dir)
         self.config = config or YahooConfig()
         self.auto_adjust = auto_adjust
         self._download_fn = downloader
-        self._sleep = sleep
+        self._sleep = sleep or time.sleep
         self._clock = clock
 
     def load(self, ticker: str) -> pd.DataFrame:

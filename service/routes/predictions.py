@@ -71,6 +71,7 @@ def _client_history(
             f"{needed} consecutive trading days",
         )
     frame = pd.DataFrame([r.model_dump() for r in rows])
+    frame["date"] = pd.to_datetime(frame["date"])
     try:
         frame = validate_ohlcv(frame, origin=f"history for {body.ticker}")
         with_meta(frame, FrameMeta(ticker=body.ticker, source="request", adjustment="as_given",

@@ -1,0 +1,315 @@
+"""Every route and every error of the API, on a real registered model (TestClient)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yfinance as yf
+from curl_cffi.requests.exceptions import DNSError
+from fastapi.testclient import TestClient
+
+from forecaster.sources import SampleSource
+from service.main import create_app
+from service.prediction_log import read_log
+from service.settings import ServiceSettings
+from tests.service.conftest import API_KEY, Registry
+
+pytestmark = pytest.mark.slow
+
+
+def history_rows(n: int, end: str = "2018-12-31") -> list[dict[str, Any]]:
+    frame = SampleSource().load("^GSPC").loc[:end].tail(n)
+    return [
+        {"date": str(day.date()), **{k: float(v) for k, v in row.items()}}
+        for day, row in frame.iterrows()
+    ]
+
+
+def test_health_and_readiness(client: TestClient, registry: Registry) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {
+        "status": "ready",
+        "model": "stock-lstm",
+        "version": registry.result.model_version,
+        "alias": "champion",
+    }
+
+
+def test_model_info(client: TestClient, registry: Registry) -> None:
+    info = client.get("/v1/model").json()
+    assert info["version"] == registry.result.model_version
+    assert info["alias"] == "champion"
+    assert info["run_id"] == registry.result.run_id
+    assert info["training_data_range"] == "2014-01-02..2018-12-31"
+    assert info["lookback"] == 10
+    metrics = info["test_metrics"]
+    assert metrics["test_model_mae"] == pytest.approx(registry.result.evaluation.model.mae)
+    assert metrics["test_naive_mae"] == pytest.approx(registry.result.evaluation.naive.mae)
+
+
+def test_prediction_from_server_history_matches_the_registered_model(
+    client: TestClient, registry: Registry
+) -> None:
+    response = client.post("/v1/predictions", json={"ticker": "^GSPC"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["as_of"] == "2018-12-31"
+    assert body["target_date"] == "2019-01-02"  # 2019-01-01 is an NYSE holiday
+    assert body["history_source"] == "server"
+    assert body["model"] == {
+        "name": "stock-lstm",
+        "version": registry.result.model_version,
+        "run_id": registry.result.run_id,
+    }
+    assert body["interval"]["lower"] < body["predicted_close"] < body["interval"]["upper"]
+    assert body["interval"]["level"] == 0.8
+    assert response.headers["x-request-id"]
+    model = mlflow.pyfunc.load_model(f"models:/stock-lstm/{registry.result.model_version}")
+    frame = pd.DataFrame(history_rows(200))
+    expected = model.predict(frame.assign(date=pd.to_datetime(frame["date"])))
+    assert body["predicted_close"] == pytest.approx(expected["predicted_close"].iloc[0], rel=1e-6)
+    assert body["interval"]["lower"] == pytest.approx(expected["lower"].iloc[0], rel=1e-6)
+
+
+def test_prediction_from_client_history(client: TestClient) -> None:
+    rows = history_rows(60, end="2018-06-29")
+    response = client.post("/v1/predictions", json={"ticker": "ACME", "history": rows})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["ticker"] == "ACME"
+    assert body["as_of"] == "2018-06-29"
+    assert body["target_date"] == "2018-07-02"
+    assert body["history_source"] == "request"
+    assert body["last_close"] == rows[-1]["close"]
+
+
+def test_weekend_and_holiday_target_dates(client: TestClient) -> None:
+    # 2018-11-21 is the Wednesday before Thanksgiving: next session is Friday the 23rd.
+    rows = history_rows(60, end="2018-11-21")
+    body = client.post("/v1/predictions", json={"ticker": "X", "history": rows}).json()
+    assert (body["as_of"], body["target_date"]) == ("2018-11-21", "2018-11-23")
+    rows = history_rows(60, end="2018-11-30")  # a Friday
+    body = client.post("/v1/predictions", json={"ticker": "X", "history": rows}).json()
+    assert body["target_date"] == "2018-12-03"
+
+
+def _mutate(index: int, **changes: Any) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+    def apply(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        rows[index] = {**rows[index], **changes}
+        return rows
+
+    return apply
+
+
+BAD_BODIES = [
+    ("missing ticker", lambda rows: {"history": rows}, "ticker"),
+    ("bad ticker", lambda rows: {"ticker": "no spaces allowed"}, "ticker"),
+    ("extra field", lambda rows: {"ticker": "^GSPC", "model_uri": "runs:/x/model"}, "model_uri"),
+    ("negative price", lambda rows: {"ticker": "A", "history": _mutate(5, close=-1.0)(rows)}, "greater than 0"),
+    ("non-numeric", lambda rows: {"ticker": "A", "history": _mutate(5, open="abc")(rows)}, "valid number"),
+    ("high below low", lambda rows: {"ticker": "A", "history": _mutate(5, high=1.0, low=2.0)(rows)}, "below low"),
+    ("negative volume", lambda rows: {"ticker": "A", "history": _mutate(5, volume=-5)(rows)}, "greater than or equal to 0"),
+    ("unsorted", lambda rows: {"ticker": "A", "history": [rows[1], rows[0], *rows[2:]]}, "strictly increasing"),
+    ("duplicate date", lambda rows: {"ticker": "A", "history": [rows[0], *rows]}, "duplicates"),
+    ("too few rows", lambda rows: {"ticker": "A", "history": rows[:15]}, "needs at least 20"),
+    ("empty history", lambda rows: {"ticker": "A", "history": []}, "at least 1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "make", "fragment"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES])
+def test_bad_bodies_are_422_with_a_useful_detail(
+    client: TestClient,
+    case: str,
+    make: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    fragment: str,
+) -> None:
+    response = client.post("/v1/predictions", json=make(history_rows(60)))
+    assert response.status_code == 422, response.text
+    assert fragment in response.text
+
+
+def test_too_many_rows_and_too_large_bodies(settings_for: Callable[..., ServiceSettings]) -> None:
+    app = create_app(settings_for(max_history_rows=100, max_body_bytes=20_000))
+    with TestClient(app) as client:
+        response = client.post(
+            "/v1/predictions", json={"ticker": "A", "history": history_rows(150)}
+        )
+        assert response.status_code in (413, 422)
+        small = create_app(settings_for(max_history_rows=100))
+    with TestClient(small) as client:
+        response = client.post(
+            "/v1/predictions", json={"ticker": "A", "history": history_rows(150)}
+        )
+        assert response.status_code == 422
+        assert "send at most 100" in response.json()["detail"]
+    with TestClient(app) as client:
+        big = client.post("/v1/predictions", content=b"{" + b" " * 30_000 + b"}",
+                          headers={"content-type": "application/json"})  # fmt: skip
+        assert big.status_code == 413
+        assert "request body over 20000 bytes" in big.json()["detail"]
+
+
+def test_unknown_ticker_is_404(client: TestClient) -> None:
+    response = client.post("/v1/predictions", json={"ticker": "NOPE"})
+    assert response.status_code == 404
+    assert "no server-side history for 'NOPE'" in response.json()["detail"]
+
+
+def test_data_source_down_without_cache_is_503(
+    settings_for: Callable[..., ServiceSettings], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    def offline(self: yf.Ticker, **kwargs: Any) -> pd.DataFrame:
+        raise DNSError("Could not resolve host: query2.finance.yahoo.com")
+
+    monkeypatch.setattr(yf.Ticker, "history", offline)
+    monkeypatch.setattr("forecaster.sources.yahoo.time.sleep", lambda seconds: None)
+    app = create_app(settings_for(data_source="yahoo"))
+    with TestClient(app) as client:
+        # Point the live source at an empty cache: nothing to fall back on.
+        app.state.service.history.source.cache.root = tmp_path / "empty-cache"
+        response = client.post("/v1/predictions", json={"ticker": "AAPL"})
+        assert response.status_code == 503
+        assert "could not download 'AAPL' from Yahoo Finance" in response.json()["detail"]
+        metrics = client.get("/metrics").text
+        assert 'forecaster_data_source_errors_total{kind="unavailable"} 1.0' in metrics
+
+
+def test_batch_gives_one_result_or_error_per_ticker(client: TestClient) -> None:
+    body = {
+        "requests": [
+            {"ticker": "^GSPC"},
+            {"ticker": "NOPE"},
+            {"ticker": "ACME", "history": history_rows(40)},
+            {"ticker": "SHORT", "history": history_rows(5)},
+        ]
+    }
+    response = client.post("/v1/predictions/batch", json=body)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["ticker"] for r in results] == ["^GSPC", "NOPE", "ACME", "SHORT"]
+    assert results[0]["prediction"]["as_of"] == "2018-12-31"
+    assert results[1]["error"]["status"] == 404
+    assert results[2]["prediction"]["history_source"] == "request"
+    assert results[3]["error"]["status"] == 422
+    too_many = {"requests": [{"ticker": "^GSPC"}] * 51}
+    assert client.post("/v1/predictions/batch", json=too_many).status_code == 422
+
+
+def test_no_model_means_not_ready_and_503(settings_for: Callable[..., ServiceSettings]) -> None:
+    with TestClient(create_app(settings_for(model_name="no-such-model"))) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert "no-such-model@champion not available" in ready.json()["detail"]
+        response = client.post("/v1/predictions", json={"ticker": "^GSPC"})
+        assert response.status_code == 503
+        assert "no model loaded" in response.json()["detail"]
+        assert client.get("/v1/model").status_code == 503
+
+
+def test_fallback_alias_serves_a_challenger_until_a_champion_exists(
+    settings_for: Callable[..., ServiceSettings], registry: Registry
+) -> None:
+    settings = settings_for(model_alias="no-such-alias", fallback_alias="challenger")
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/readyz").json()
+        assert ready["alias"] == "challenger"
+        assert client.get("/v1/model").json()["alias"] == "challenger"
+        assert client.post("/v1/predictions", json={"ticker": "^GSPC"}).status_code == 200
+
+
+def test_admin_reload_needs_the_key(
+    client: TestClient, settings_for: Callable[..., ServiceSettings]
+) -> None:
+    assert client.post("/v1/admin/reload").status_code == 401
+    assert client.post("/v1/admin/reload", headers={"X-API-Key": "wrong"}).status_code == 403
+    ok = client.post("/v1/admin/reload", headers={"X-API-Key": API_KEY})
+    assert ok.status_code == 200
+    assert ok.json()["swapped"] is False
+    with TestClient(create_app(settings_for(api_key=None))) as keyless:
+        refused = keyless.post("/v1/admin/reload", headers={"X-API-Key": API_KEY})
+        assert refused.status_code == 403
+        assert "FORECASTER_API_KEY" in refused.json()["detail"]
+
+
+def test_hot_reload_swaps_versions_and_survives_a_broken_one(
+    client: TestClient, registry: Registry
+) -> None:
+    original = registry.result.model_version
+    try:
+        new = registry.new_version()
+        registry.promote(new)
+        reload = client.post("/v1/admin/reload", headers={"X-API-Key": API_KEY}).json()
+        assert reload == {"swapped": True, "version": new, "detail": f"serving v{new}"}
+        assert client.get("/v1/model").json()["version"] == new
+        assert (
+            client.post("/v1/predictions", json={"ticker": "^GSPC"}).json()["model"]["version"]
+            == new
+        )
+
+        broken = registry.new_version(source=str(registry.data_dir / "no-such-model"))
+        registry.promote(broken)
+        failed = client.post("/v1/admin/reload", headers={"X-API-Key": API_KEY}).json()
+        assert failed["swapped"] is False
+        assert failed["version"] == new
+        assert f"loading stock-lstm v{broken} failed" in failed["detail"]
+        still = client.post("/v1/predictions", json={"ticker": "^GSPC"})
+        assert still.status_code == 200
+        assert still.json()["model"]["version"] == new
+        assert 'forecaster_model_reloads_total{outcome="failed"} 1.0' in client.get("/metrics").text
+    finally:
+        registry.promote(original)
+
+
+def test_unhandled_errors_are_500_with_a_request_id_and_the_app_lives_on(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forecaster = client.app.state.service.models.current.forecaster  # type: ignore[attr-defined]
+
+    def broken(window: np.ndarray) -> np.ndarray:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(forecaster, "forecast_window", broken)
+    response = client.post("/v1/predictions", json={"ticker": "^GSPC"})
+    assert response.status_code == 500
+    body = response.json()
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert "boom" not in response.text
+    monkeypatch.undo()
+    assert client.post("/v1/predictions", json={"ticker": "^GSPC"}).status_code == 200
+
+
+def test_metrics_and_prediction_log(
+    settings_for: Callable[..., ServiceSettings], registry: Registry
+) -> None:
+    settings = settings_for()
+    with TestClient(create_app(settings)) as client:
+        for _ in range(3):
+            assert client.post("/v1/predictions", json={"ticker": "^GSPC"}).status_code == 200
+        client.post("/v1/predictions", json={"ticker": "NOPE"})
+        text = client.get("/metrics").text
+    version = registry.result.model_version
+    assert (
+        'forecaster_http_requests_total{method="POST",route="/v1/predictions",status="200"} 3.0'
+        in text
+    )
+    assert (
+        'forecaster_http_requests_total{method="POST",route="/v1/predictions",status="404"} 1.0'
+        in text
+    )
+    assert f'forecaster_predictions_total{{model_version="{version}"}} 3.0' in text
+    assert "forecaster_http_request_duration_seconds_bucket" in text
+    rows = read_log(settings.resolved_prediction_log_url())
+    assert len(rows) == 3
+    assert {r["ticker"] for r in rows} == {"^GSPC"}
+    assert str(rows[0]["as_of"]) == "2018-12-31"
+    assert str(rows[0]["target_date"]) == "2019-01-02"
+    assert rows[0]["model_version"] == version
+    assert len({r["request_id"] for r in rows}) == 3
