@@ -15,8 +15,16 @@ class TradingCalendar:
     def __init__(self, code: str = "XNYS", start: str = "1990-01-01") -> None:
         self.code = code
         self._calendar = xcals.get_calendar(code, start=start)
+        self._cache: dict[date, date] = {}
 
     def next_session(self, day: date | pd.Timestamp) -> date:
+        key = pd.Timestamp(day).date()
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._cache[key] = self._next_session(key)
+        return cached
+
+    def _next_session(self, day: date) -> date:
         stamp = pd.Timestamp(day).normalize()
         first, last = self._calendar.first_session, self._calendar.last_session
         if first <= stamp < last:

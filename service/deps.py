@@ -10,8 +10,11 @@ from fastapi import Depends, Header, HTTPException, Request
 from service.model_store import LoadedModel
 from service.state import ServiceState
 
+# Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in a thread
+# pool, and two thread hops per request cost more than the whole forecast.
 
-def get_state(request: Request) -> ServiceState:
+
+async def get_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.service
     return state
 
@@ -19,7 +22,7 @@ def get_state(request: Request) -> ServiceState:
 State = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_model(state: State) -> LoadedModel:
+async def get_model(state: State) -> LoadedModel:
     """The model serving this request; held for the whole request even if a swap happens."""
     model = state.models.current
     if model is None:
@@ -34,7 +37,7 @@ def get_model(state: State) -> LoadedModel:
 Model = Annotated[LoadedModel, Depends(get_model)]
 
 
-def require_api_key(
+async def require_api_key(
     state: State, x_api_key: Annotated[str | None, Header(description="admin API key")] = None
 ) -> None:
     configured = state.settings.api_key

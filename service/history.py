@@ -25,18 +25,25 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PreparedHistory:
-    """What one model needs to forecast the day after `as_of` for a ticker."""
+    """One model's forecast inputs and output for the day after `as_of` of a history.
+
+    The network is deterministic, so for server-side history the quantiles are computed once
+    per (ticker, model version, history) and every later request reuses them.
+    """
 
     as_of: pd.Timestamp
     last_close: float
     window: np.ndarray  # scaled (1, lookback, n_features)
+    quantiles: np.ndarray  # (n_quantiles,) log returns
 
 
 def prepare(forecaster: Forecaster, frame: pd.DataFrame) -> PreparedHistory:
+    window = forecaster.prepare_window(frame)
     return PreparedHistory(
         as_of=frame.index[-1],
         last_close=float(frame[CLOSE].iloc[-1]),
-        window=forecaster.prepare_window(frame),
+        window=window,
+        quantiles=forecaster.forecast_window(window),
     )
 
 

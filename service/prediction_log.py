@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     create_engine,
+    event,
     insert,
 )
 from sqlalchemy.engine import Engine
@@ -53,6 +54,13 @@ predictions = Table(
 _STOP = object()
 
 
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 class PredictionLog:
     def __init__(self, url: str, max_queue: int = 10_000) -> None:
         self.url = url
@@ -66,6 +74,9 @@ class PredictionLog:
         if self.url.startswith("sqlite:///"):
             Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self._engine = create_engine(self.url)
+        if self._engine.dialect.name == "sqlite":
+            # WAL + NORMAL sync: appends without an fsync per batch, readers never block it.
+            event.listen(self._engine, "connect", _sqlite_pragmas)
         try:
             metadata.create_all(self._engine)
         except SQLAlchemyError as exc:

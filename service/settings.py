@@ -41,6 +41,12 @@ class ServiceSettings(BaseSettings):
     retry_max_seconds: float = Field(
         60.0, gt=0, description="longest backoff between model load attempts"
     )
+    torch_threads: int = Field(
+        1,
+        ge=1,
+        description="intra-op threads per worker; one forward pass of this small network is "
+        "faster on one thread, and idle OpenMP threads would spin against request handling",
+    )
     cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins")
     max_history_rows: int = Field(5000, ge=1, description="most rows a client may send")
     max_batch_tickers: int = Field(50, ge=1, description="most tickers in one batch call")

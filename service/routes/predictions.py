@@ -5,7 +5,7 @@ import math
 from typing import Any
 
 import pandas as pd
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 
 from forecaster.errors import DataValidationError, SourceUnavailableError, TickerNotFoundError
 from forecaster.schemas import FrameMeta, validate_ohlcv, with_meta
@@ -88,7 +88,7 @@ async def predict_one(
         prepared, source = await _server_history(state, model, body.ticker), "server"
     else:
         prepared, source = _client_history(state, model, body), "request"
-    quantiles = model.forecaster.forecast_window(prepared.window)
+    quantiles = prepared.quantiles
     lower, median, upper = (float(quantiles[i]) for i in (0, len(quantiles) // 2, -1))
     closes = [prepared.last_close * math.exp(r) for r in (lower, median, upper)]
     if not all(math.isfinite(v) for v in (*closes, median)):
@@ -133,9 +133,12 @@ async def predict_one(
 @router.post("/predictions", response_model=PredictionResponse, responses=ERRORS)
 async def create_prediction(
     body: PredictionRequest, state: State, model: Model, request: Request
-) -> PredictionResponse:
+) -> Response:
     """Next-trading-day forecast for one ticker, from the server's history or yours."""
-    return await predict_one(state, model, body, request.state.request_id)
+    prediction = await predict_one(state, model, body, request.state.request_id)
+    # Already a validated PredictionResponse: serialise it once instead of letting FastAPI
+    # validate it again against response_model (which still documents the schema).
+    return Response(prediction.model_dump_json(), media_type="application/json")
 
 
 @router.post("/predictions/batch", response_model=BatchResponse, responses=ERRORS)
