@@ -165,6 +165,28 @@ class TrackingConfig(FrozenModel):
     promote: bool = Field(True, description="try the champion gate after registering")
 
 
+class ScheduleConfig(FrozenModel):
+    """When `forecaster schedule` retrains: a crontab line (5 fields, or 6 with seconds first)."""
+
+    cron: str = Field("30 17 * * 1-5", description="weekdays 17:30, after the 16:00 New York close")
+    timezone: str = Field("America/New_York", description="IANA time zone of the cron line")
+    misfire_grace_seconds: int = Field(
+        3600, ge=1, description="a run missed by less than this still runs (once)"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if len(self.cron.split()) not in (5, 6):
+            raise ValueError(f"cron {self.cron!r} must have 5 fields (or 6 with seconds first)")
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {self.timezone!r}") from exc
+        return self
+
+
 class ForecasterConfig(FrozenModel):
     data: DataConfig = DataConfig()
     features: FeatureConfig = FeatureConfig()
@@ -174,6 +196,7 @@ class ForecasterConfig(FrozenModel):
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     tracking: TrackingConfig = TrackingConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
 
 
 def _format_validation_error(exc: ValidationError, where: str) -> str:

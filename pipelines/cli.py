@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -136,6 +137,40 @@ def cmd_predict(args: argparse.Namespace, config: ForecasterConfig) -> int:
     return 0
 
 
+def cmd_retrain(args: argparse.Namespace, config: ForecasterConfig) -> int:
+    from pipelines.retrain import retrain_text, run_retrain
+
+    _quiet_lightning(args)
+    result = run_retrain(config, force=args.force, until=args.until)
+    _emit(args, result.to_dict(), retrain_text(result))
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace, config: ForecasterConfig) -> int:
+    from pipelines.schedule import retrain_job, run_forever
+
+    _quiet_lightning(args)
+    if args.once:
+        result = retrain_job(config, force=args.force)
+        return 0 if result is not None else 1
+    run_forever(config)
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace, config: ForecasterConfig) -> int:
+    from forecaster.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(config)
+    if uri.startswith(("http://", "https://")):
+        print(f"the tracking server serves its own UI: open {uri}")
+        return 0
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    command = [str(mlflow_bin), "ui", "--backend-store-uri", uri, "--host", args.host,
+               "--port", str(args.port)]  # fmt: skip
+    print(f"MLflow UI on http://{args.host}:{args.port} ({uri})", flush=True)
+    return subprocess.call(command)
+
+
 def cmd_serve(args: argparse.Namespace, config: ForecasterConfig | None) -> int:
     import uvicorn
 
@@ -197,6 +232,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.set_defaults(handler=cmd_predict)
 
+    retrain = sub.add_parser(
+        "retrain",
+        help="the retraining pipeline: ingest, validate, features, train, evaluate, register, "
+        "promote (locked; skips when there is no new data)",
+    )
+    _add_config_options(retrain)
+    retrain.add_argument("--force", action="store_true", help="train even without new data")
+    retrain.add_argument(
+        "--until",
+        default="promote",
+        choices=["ingest", "validate", "features", "train", "evaluate", "register", "promote"],
+        help="stop after this step (for debugging a step)",
+    )
+    retrain.set_defaults(handler=cmd_retrain)
+
+    schedule = sub.add_parser(
+        "schedule", help="run retrain on the configured cron (schedule.cron, schedule.timezone)"
+    )
+    _add_config_options(schedule)
+    schedule.add_argument("--once", action="store_true", help="run one cycle now and exit")
+    schedule.add_argument("--force", action="store_true", help="with --once: train anyway")
+    schedule.set_defaults(handler=cmd_schedule)
+
+    ui = sub.add_parser("ui", help="the MLflow UI on this project's tracking store")
+    _add_config_options(ui)
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(handler=cmd_ui)
+
     serve = sub.add_parser(
         "serve",
         help="run the prediction API (settings from FORECASTER_* environment variables)",
@@ -215,7 +279,8 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     if not verbose:
-        for noisy in ("yfinance", "urllib3", "peewee", "lightning.pytorch", "alembic", "mlflow"):
+        for noisy in ("yfinance", "urllib3", "peewee", "lightning.pytorch", "alembic", "mlflow",
+                      "apscheduler"):  # fmt: skip
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
 

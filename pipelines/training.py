@@ -113,12 +113,12 @@ def fit_and_evaluate(data: PreparedData, config: ForecasterConfig) -> FittedFold
     return FittedFold(trained, test, quantiles, linear, evaluation)
 
 
-def _input_example(frames: Mapping[str, pd.DataFrame], bundle: ModelBundle) -> pd.DataFrame:
+def input_example(frames: Mapping[str, pd.DataFrame], bundle: ModelBundle) -> pd.DataFrame:
     ticker, frame = next(iter(frames.items()))
     return model_history_input(frame.iloc[-bundle.min_history :], ticker)
 
 
-def _log_figures(fold: FittedFold, level: float) -> None:
+def log_figures(fold: FittedFold, level: float) -> None:
     for ticker in list(dict.fromkeys(fold.test.tickers))[:4]:
         safe = "".join(c if c.isalnum() else "_" for c in ticker)
         mlflow.log_figure(
@@ -126,6 +126,21 @@ def _log_figures(fold: FittedFold, level: float) -> None:
         )
     mlflow.log_figure(residual_figure(fold.test, fold.quantiles), "plots/residuals.png")
     mlflow.log_figure(training_curves_figure(fold.trained.history), "plots/training_curves.png")
+
+
+def version_tags(data: PreparedData, ev: Evaluation, run_id: str) -> dict[str, str]:
+    """Registry tags: what data the version saw and how it scored."""
+    first = min(f.index[0] for f in data.frames.values()).date()
+    last = max(f.index[-1] for f in data.frames.values()).date()
+    return {
+        "tickers": ",".join(data.frames),
+        "data_range": f"{first}..{last}",
+        "test_range": f"{data.split.test_start.date()}..{data.split.test_end.date()}",
+        "test_mae": f"{ev.model.mae:.6f}",
+        "naive_mae": f"{ev.naive.mae:.6f}",
+        "mae_ratio_vs_naive": f"{ev.mae_ratio_vs_naive:.6f}",
+        "run_id": run_id,
+    }
 
 
 def run_train(config: ForecasterConfig) -> TrainResult:
@@ -145,27 +160,13 @@ def run_train(config: ForecasterConfig) -> TrainResult:
         mlflow.log_metrics({"best_epoch": fold.trained.best_epoch + 1})
         mlflow.log_dict(evaluation_summary(fold.evaluation), "evaluation.json")
         mlflow.log_dict(data.scaler.to_dict(), "scaler.json")
-        _log_figures(fold, config.model.interval_level)
+        log_figures(fold, config.model.interval_level)
 
         bundle = make_bundle(config, data.scaler, len(data.windows.feature_names))
         forecaster = Forecaster(bundle, fold.trained.network)
-        info = log_pyfunc(forecaster, _input_example(frames, bundle))
+        info = log_pyfunc(forecaster, input_example(frames, bundle))
         ev = fold.evaluation
-        first = min(f.index[0] for f in frames.values()).date()
-        last = max(f.index[-1] for f in frames.values()).date()
-        version = register(
-            info.model_uri,
-            name,
-            tags={
-                "tickers": ",".join(frames),
-                "data_range": f"{first}..{last}",
-                "test_range": f"{data.split.test_start.date()}..{data.split.test_end.date()}",
-                "test_mae": f"{ev.model.mae:.6f}",
-                "naive_mae": f"{ev.naive.mae:.6f}",
-                "mae_ratio_vs_naive": f"{ev.mae_ratio_vs_naive:.6f}",
-                "run_id": run.info.run_id,
-            },
-        )
+        version = register(info.model_uri, name, version_tags(data, ev, run.info.run_id))
         decision = None
         if config.tracking.promote:
             decision = promote_if_better(

@@ -1,0 +1,175 @@
+"""The retraining pipeline: happy path, skip, lock, and every failure leaving the champion alone."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from forecaster.config import ForecasterConfig
+from forecaster.errors import SourceUnavailableError
+from forecaster.registry import CHAMPION, alias_version
+from pipelines.cli import main
+from pipelines.lock import LockHeldError, exclusive_lock
+from pipelines.retrain import STEPS, RetrainError, run_retrain
+from pipelines.schedule import background_scheduler
+from tests.integration.conftest import tiny_config
+
+pytestmark = pytest.mark.slow
+
+
+def runs_of(config: ForecasterConfig, run_id: str) -> list[mlflow.entities.Run]:
+    client = MlflowClient(config.tracking.tracking_uri)
+    experiment = client.get_run(run_id).info.experiment_id
+    return client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{run_id}'")
+
+
+@pytest.fixture
+def trained_once(tiny: ForecasterConfig) -> tuple[ForecasterConfig, str]:
+    """A store with one retrain done and a champion (aliased by hand if the gate refused)."""
+    result = run_retrain(tiny)
+    assert result.model_version is not None
+    if alias_version("stock-lstm", CHAMPION) is None:
+        MlflowClient().set_registered_model_alias("stock-lstm", CHAMPION, result.model_version)
+    champion = alias_version("stock-lstm", CHAMPION)
+    assert champion is not None
+    return tiny, champion
+
+
+def test_happy_path_records_every_step(tiny: ForecasterConfig) -> None:
+    result = run_retrain(tiny)
+    assert result.status in ("promoted", "kept")
+    assert result.model_version == "1"
+    assert list(result.step_seconds or {}) == list(STEPS)
+    client = MlflowClient(tiny.tracking.tracking_uri)
+    parent = client.get_run(str(result.run_id))
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["pipeline.status"] == result.status
+    assert parent.data.tags["pipeline.reason"] == result.reason
+    assert parent.data.tags["data.last_date"] == "2018-12-31"
+    assert parent.data.tags["data._GSPC.digest"]
+    steps = {r.data.tags["pipeline.step"]: r for r in runs_of(tiny, str(result.run_id))}
+    assert set(steps) == set(STEPS)
+    assert all("duration_s" in r.data.metrics for r in steps.values())
+    assert "test_model_mae" in steps["evaluate"].data.metrics
+    promoted = result.decision is not None and result.decision.promoted
+    assert (alias_version("stock-lstm", CHAMPION) == "1") is promoted
+
+
+def test_no_new_data_is_skipped_unless_forced(trained_once: tuple[ForecasterConfig, str]) -> None:
+    config, champion = trained_once
+    skipped = run_retrain(config)
+    assert skipped.status == "skipped"
+    assert "no new trading day since champion" in skipped.reason
+    assert skipped.model_version is None
+    forced = run_retrain(config, force=True)
+    assert forced.status in ("promoted", "kept")
+    assert forced.model_version == "2"
+
+
+@pytest.mark.parametrize("failure", ["source", "nan_loss"])
+def test_failures_leave_the_champion_and_mark_the_run_failed(
+    trained_once: tuple[ForecasterConfig, str], failure: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, champion = trained_once
+    if failure == "source":
+
+        def down(*args: object, **kwargs: object) -> None:
+            raise SourceUnavailableError("could not download '^GSPC' from Yahoo Finance: offline")
+
+        monkeypatch.setattr("pipelines.retrain.load_frames", down)
+        step = "ingest"
+    else:
+        monkeypatch.setattr(
+            "forecaster.model.lit_module.pinball_loss",
+            lambda pred, target, q: (pred.sum() * torch.tensor(math.nan)),
+        )
+        step = "train"
+    with pytest.raises(RetrainError, match=rf"failed at step {step}: .*champion was not changed"):
+        run_retrain(config, force=True)
+    assert alias_version("stock-lstm", CHAMPION) == champion
+    client = MlflowClient(config.tracking.tracking_uri)
+    experiment = client.get_experiment_by_name("forecaster")
+    failed = client.search_runs(
+        [experiment.experiment_id], "tags.`pipeline.status` = 'failed'"
+    )
+    assert len(failed) == 1
+    assert failed[0].info.status == "FAILED"
+    assert failed[0].data.tags["pipeline.failed_step"] == step
+    # Re-running after a failure needs no clean-up.
+    monkeypatch.undo()
+    assert run_retrain(config, force=True).status in ("promoted", "kept")
+
+
+def test_a_second_retrain_is_refused_while_one_runs(tiny: ForecasterConfig) -> None:
+    lock = tiny.data.data_dir / "retrain.lock"
+    with exclusive_lock(lock):
+        with pytest.raises(LockHeldError, match=r"another retrain is running \(pid \d+ since"):
+            run_retrain(tiny)
+    # The lock is free again once its holder is done.
+    with exclusive_lock(lock):
+        pass
+
+
+def test_lock_is_released_when_the_holder_dies(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    lock = tmp_path / "retrain.lock"
+    code = (
+        "import sys, time; from pathlib import Path; from pipelines.lock import exclusive_lock\n"
+        f"with exclusive_lock(Path({str(lock)!r})):\n    print('held', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(LockHeldError), exclusive_lock(lock):
+        pass
+    holder.kill()
+    holder.wait()
+    with exclusive_lock(lock):
+        pass
+
+
+def test_schedule_once_runs_one_cycle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.integration.conftest import TINY
+
+    data_dir = tmp_path / "data"
+    sets = [arg for item in TINY for arg in ("--set", item)]
+    uri = f"sqlite:///{data_dir / 'mlflow.db'}"
+    args = ["-q", "schedule", "--once", "--data-dir", str(data_dir), "--set",
+            f"tracking.tracking_uri={uri}", *sets]  # fmt: skip
+    assert main(args) == 0
+    client = MlflowClient(uri)
+    assert client.get_registered_model("stock-lstm").name == "stock-lstm"
+    versions = client.search_model_versions("name='stock-lstm'")
+    assert len(versions) == 1
+
+
+def test_scheduler_fires_the_job_on_a_short_cron(tiny: ForecasterConfig) -> None:
+    config = tiny.model_copy(
+        update={"schedule": tiny.schedule.model_copy(update={"cron": "*/1 * * * * *"})}
+    )
+    fired = threading.Event()
+    calls: list[float] = []
+
+    def job() -> None:
+        calls.append(time.monotonic())
+        fired.set()
+
+    scheduler = background_scheduler(config, job)
+    scheduler.start()
+    try:
+        assert fired.wait(timeout=10), "the cron job never fired"
+        job_info = scheduler.get_job("retrain")
+        assert job_info.max_instances == 1
+        assert job_info.coalesce is True
+    finally:
+        scheduler.shutdown(wait=True)
+    assert len(calls) >= 1
