@@ -19,7 +19,6 @@ from pipelines.cli import main
 from pipelines.lock import LockHeldError, exclusive_lock
 from pipelines.retrain import STEPS, RetrainError, run_retrain
 from pipelines.schedule import background_scheduler
-from tests.integration.conftest import tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +62,7 @@ def test_happy_path_records_every_step(tiny: ForecasterConfig) -> None:
 
 
 def test_no_new_data_is_skipped_unless_forced(trained_once: tuple[ForecasterConfig, str]) -> None:
-    config, champion = trained_once
+    config, _champion = trained_once
     skipped = run_retrain(config)
     assert skipped.status == "skipped"
     assert "no new trading day since champion" in skipped.reason
@@ -88,7 +87,7 @@ def test_failures_leave_the_champion_and_mark_the_run_failed(
     else:
         monkeypatch.setattr(
             "forecaster.model.lit_module.pinball_loss",
-            lambda pred, target, q: (pred.sum() * torch.tensor(math.nan)),
+            lambda pred, target, q: pred.sum() * torch.tensor(math.nan),
         )
         step = "train"
     with pytest.raises(RetrainError, match=rf"failed at step {step}: .*champion was not changed"):
@@ -96,9 +95,7 @@ def test_failures_leave_the_champion_and_mark_the_run_failed(
     assert alias_version("stock-lstm", CHAMPION) == champion
     client = MlflowClient(config.tracking.tracking_uri)
     experiment = client.get_experiment_by_name("forecaster")
-    failed = client.search_runs(
-        [experiment.experiment_id], "tags.`pipeline.status` = 'failed'"
-    )
+    failed = client.search_runs([experiment.experiment_id], "tags.`pipeline.status` = 'failed'")
     assert len(failed) == 1
     assert failed[0].info.status == "FAILED"
     assert failed[0].data.tags["pipeline.failed_step"] == step
@@ -109,9 +106,11 @@ def test_failures_leave_the_champion_and_mark_the_run_failed(
 
 def test_a_second_retrain_is_refused_while_one_runs(tiny: ForecasterConfig) -> None:
     lock = tiny.data.data_dir / "retrain.lock"
-    with exclusive_lock(lock):
-        with pytest.raises(LockHeldError, match=r"another retrain is running \(pid \d+ since"):
-            run_retrain(tiny)
+    with (
+        exclusive_lock(lock),
+        pytest.raises(LockHeldError, match=r"another retrain is running \(pid \d+ since"),
+    ):
+        run_retrain(tiny)
     # The lock is free again once its holder is done.
     with exclusive_lock(lock):
         pass
