@@ -7,6 +7,7 @@ command-line usage, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -79,7 +80,8 @@ def _config_from_args(args: argparse.Namespace) -> ForecasterConfig:
 
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
-    print(json.dumps(payload, indent=2, default=str) if args.json else text)
+    out = getattr(args, "stdout", None) or sys.stdout
+    print(json.dumps(payload, indent=2, default=str) if args.json else text, file=out)
 
 
 def cmd_data(args: argparse.Namespace, config: ForecasterConfig) -> int:
@@ -293,6 +295,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         config = _config_from_args(args) if getattr(args, "needs_config", True) else None
+        if getattr(args, "json", False):
+            # Libraries print progress to stdout (MLflow's registry does); with --json the
+            # only thing on stdout is the JSON object, everything else goes to stderr.
+            args.stdout = sys.stdout
+            with contextlib.redirect_stdout(sys.stderr):
+                return handler(args, config)
         return handler(args, config)
     except ForecasterError as exc:
         print(f"forecaster: error: {exc}", file=sys.stderr)

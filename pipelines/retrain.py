@@ -274,25 +274,41 @@ def run_retrain(
         raise RetrainError(f"unknown step {until!r}; steps: {', '.join(STEPS)}")
     with exclusive_lock(config.data.data_dir / "retrain.lock"):
         experiment_id = setup_tracking(config)
-        with mlflow.start_run(experiment_id=experiment_id, run_name="retrain") as parent:
-            run_id = parent.info.run_id
-            mlflow.set_tags({"pipeline": "retrain", "pipeline.force": str(force)})
-            log_config(config)
-            runner = _Runner(until, experiment_id)
-            try:
-                result = _run_steps(config, force, runner, run_id)
-            except Exception as exc:
-                text = str(exc).strip()
-                reason = text.splitlines()[0] if text else type(exc).__name__
-                _mark_failed(runner.current, reason)
-                raise RetrainError(
-                    f"retrain failed at step {runner.current}: {reason}; the champion was not "
-                    "changed"
-                ) from exc
-            mlflow.set_tags({"pipeline.status": result.status, "pipeline.reason": result.reason})
-            if result.step_seconds:
-                mlflow.log_metrics({f"step_{k}_s": v for k, v in result.step_seconds.items()})
+        try:
+            result = _run_parent(config, force, until, experiment_id)
+        except MlflowException as exc:
+            # Closing a run failed too: the tracking server went away mid-run.
+            if isinstance(exc.__context__, RetrainError):
+                raise exc.__context__ from exc
+            text = str(exc.message).strip().splitlines()
+            raise RetrainError(
+                f"retrain failed: MLflow unreachable ({text[0] if text else exc}); the "
+                "champion was not changed"
+            ) from exc
     logger.info("retrain %s: %s", result.status, result.reason)
+    return result
+
+
+def _run_parent(
+    config: ForecasterConfig, force: bool, until: str, experiment_id: str
+) -> RetrainResult:
+    with mlflow.start_run(experiment_id=experiment_id, run_name="retrain") as parent:
+        run_id = parent.info.run_id
+        mlflow.set_tags({"pipeline": "retrain", "pipeline.force": str(force)})
+        log_config(config)
+        runner = _Runner(until, experiment_id)
+        try:
+            result = _run_steps(config, force, runner, run_id)
+        except Exception as exc:
+            text = str(exc).strip()
+            reason = text.splitlines()[0] if text else type(exc).__name__
+            _mark_failed(runner.current, reason)
+            raise RetrainError(
+                f"retrain failed at step {runner.current}: {reason}; the champion was not changed"
+            ) from exc
+        mlflow.set_tags({"pipeline.status": result.status, "pipeline.reason": result.reason})
+        if result.step_seconds:
+            mlflow.log_metrics({f"step_{k}_s": v for k, v in result.step_seconds.items()})
     return result
 
 

@@ -1,0 +1,172 @@
+"""The docker-compose topology as processes: PostgreSQL, `mlflow server` on it over HTTP,
+`forecaster retrain` and `forecaster serve` against it, a forecast from the running API, and a
+check through MLflow's REST API that everything landed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from forecaster.config import load_config
+from pipelines.retrain import RetrainError, run_retrain
+from tests.system.conftest import BIN, MlflowServer, Postgres, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# Deterministic on CPU; this configuration beats naive on the bundled data's test period
+# (MAE ratio 0.9936), so the first version must become champion.
+TRAIN_ARGS = ["--start", "2010-01-01", "--set", "model.hidden_size=8", "--set",
+              "training.max_epochs=3"]  # fmt: skip
+
+
+def api(server: MlflowServer, path: str, **params: str) -> dict:  # type: ignore[type-arg]
+    reply = httpx.get(f"{server.url}/api/2.0/mlflow/{path}", params=params, timeout=30)
+    reply.raise_for_status()
+    return reply.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def retrained(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
+    data_dir = tmp_path_factory.mktemp("system") / "data"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.url}
+    result = subprocess.run(
+        [str(BIN / "forecaster"), "-q", "retrain", "--data-dir", str(data_dir), *TRAIN_ARGS,
+         "--json"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads(result.stdout)
+    payload["data_dir"] = str(data_dir)
+    return payload
+
+
+@pytest.fixture(scope="module")
+def api_server(mlflow_server: MlflowServer, retrained: dict) -> Iterator[str]:  # type: ignore[type-arg]
+    port = free_port()
+    env = {
+        **os.environ,
+        "FORECASTER_TRACKING_URI": mlflow_server.url,
+        "FORECASTER_DATA_DIR": retrained["data_dir"],
+    }
+    log = Path(retrained["data_dir"]) / "api.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(BIN / "forecaster"), "serve", "--port", str(port)],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_retrain_against_the_server_promotes_a_champion(retrained: dict) -> None:  # type: ignore[type-arg]
+    assert retrained["status"] == "promoted", retrained
+    assert retrained["model_version"] == "1"
+    assert set(retrained["step_seconds"]) == {
+        "ingest", "validate", "features", "train", "evaluate", "register", "promote"
+    }  # fmt: skip
+
+
+def test_the_api_serves_the_champion(api_server: str, retrained: dict) -> None:  # type: ignore[type-arg]
+    reply = httpx.post(f"{api_server}/v1/predictions", json={"ticker": "^GSPC"}, timeout=30)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["model"]["version"] == retrained["model_version"]
+    assert body["target_date"] == "2019-01-02"
+    assert body["interval"]["lower"] < body["predicted_close"] < body["interval"]["upper"]
+
+
+def test_mlflow_rest_api_has_the_run_metrics_artifacts_version_and_alias(
+    mlflow_server: MlflowServer,
+    retrained: dict,  # type: ignore[type-arg]
+) -> None:
+    champion = api(mlflow_server, "registered-models/alias", name="stock-lstm", alias="champion")
+    version = champion["model_version"]
+    assert version["version"] == "1"
+    parent = api(mlflow_server, "runs/get", run_id=retrained["run_id"])["run"]
+    assert parent["info"]["status"] == "FINISHED"
+    tags = {t["key"]: t["value"] for t in parent["data"]["tags"]}
+    assert tags["pipeline.status"] == "promoted"
+    assert tags["data.last_date"] == "2018-12-31"
+    metrics = {m["key"] for m in parent["data"]["metrics"]}
+    assert {"step_train_s", "step_evaluate_s"} <= metrics
+    experiment = parent["info"]["experiment_id"]
+    reply = httpx.post(
+        f"{mlflow_server.url}/api/2.0/mlflow/runs/search",
+        json={"experiment_ids": [experiment],
+              "filter": f"tags.`mlflow.parentRunId` = '{retrained['run_id']}'"},
+        timeout=30,
+    )  # fmt: skip
+    reply.raise_for_status()
+    steps = {
+        {t["key"]: t["value"] for t in r["data"]["tags"]}["pipeline.step"]: r
+        for r in reply.json()["runs"]
+    }
+    evaluate = steps["evaluate"]
+    step_metrics = {m["key"]: m["value"] for m in evaluate["data"]["metrics"]}
+    assert step_metrics["test_model_mae"] < step_metrics["test_naive_mae"]
+    artifacts = api(mlflow_server, "artifacts/list", run_id=evaluate["info"]["run_id"])
+    paths = {f["path"] for f in artifacts.get("files", [])}
+    assert {"evaluation.json", "plots"} <= paths
+    # The registered version points at the model logged by the register step, served by the
+    # tracking server's artifact proxy.
+    assert version["run_id"] == steps["register"]["info"]["run_id"]
+    model_files = api(mlflow_server, "artifacts/list", run_id=version["run_id"])
+    assert any(f["path"].startswith("scaler.json") for f in model_files.get("files", []))
+
+
+def test_tracking_server_stopped_mid_run_leaves_the_champion(
+    postgres: Postgres,
+    mlflow_server: MlflowServer,
+    retrained: dict,  # type: ignore[type-arg]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A second server on the same database, which this test stops during training.
+    doomed = MlflowServer(postgres.url, mlflow_server.artifacts, tmp_path / "doomed.log")
+    doomed.start()
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    import pipelines.retrain as retrain_module
+
+    real_train = retrain_module.train
+
+    def train_then_lose_the_server(*args: object, **kwargs: object) -> object:
+        doomed.stop()
+        return real_train(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(retrain_module, "train", train_then_lose_the_server)
+    config = load_config(
+        None,
+        ["model.hidden_size=8", "training.max_epochs=2"],
+        values={"data.data_dir": str(tmp_path / "data"), "data.start": "2010-01-01",
+                "tracking.tracking_uri": doomed.url},
+    )  # fmt: skip
+    try:
+        with pytest.raises(RetrainError, match="champion was not changed"):
+            run_retrain(config, force=True)
+    finally:
+        doomed.stop()
+    champion = api(mlflow_server, "registered-models/alias", name="stock-lstm", alias="champion")
+    assert champion["model_version"]["version"] == retrained["model_version"]
