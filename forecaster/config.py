@@ -80,7 +80,9 @@ class DataConfig(FrozenModel):
 class FeatureConfig(FrozenModel):
     """Which causal features to compute from OHLCV (see forecaster.features)."""
 
-    names: tuple[FeatureName, ...] = Field(ALL_FEATURES, min_length=1)
+    names: tuple[FeatureName, ...] = Field(
+        ALL_FEATURES, min_length=1, description="features computed for every day, in order"
+    )
     volume_window: int = Field(20, ge=2, description="trailing days for the volume baseline")
     volatility_window: int = Field(20, ge=2, description="trailing days for realised volatility")
 
@@ -138,10 +140,10 @@ class ModelConfig(FrozenModel):
 
 
 class TrainingConfig(FrozenModel):
-    learning_rate: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    batch_size: int = Field(64, ge=1)
-    max_epochs: int = Field(30, ge=1)
+    learning_rate: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    batch_size: int = Field(64, ge=1, description="training windows per batch")
+    max_epochs: int = Field(30, ge=1, description="upper bound; early stopping usually ends sooner")
     patience: int = Field(5, ge=1, description="epochs without val_loss improvement before stop")
     gradient_clip: float = Field(1.0, gt=0, description="gradient norm clipping")
     seed: int = Field(42, description="seeds torch, numpy and python for reproducible runs")
