@@ -23,7 +23,7 @@ from mlflow.exceptions import MlflowException
 from forecaster.config import ForecasterConfig
 from forecaster.dataset import PreparedData, prepare
 from forecaster.errors import DataValidationError, ForecasterError
-from forecaster.evaluation import Evaluation, evaluate, fit_linear_baseline, linear_predict
+from forecaster.evaluation import Evaluation
 from forecaster.inference import Forecaster
 from forecaster.registry import (
     CHAMPION,
@@ -48,6 +48,7 @@ from forecaster.windows import min_rows
 from pipelines.lock import exclusive_lock
 from pipelines.training import (
     FittedFold,
+    evaluate_trained,
     evaluation_summary,
     input_example,
     log_figures,
@@ -154,11 +155,8 @@ def evaluate_step(
     data: PreparedData, trained: TrainedModel, validated: Validated, config: ForecasterConfig
 ) -> Evaluated:
     """Model, naive, linear and the current champion on exactly the same test days."""
-    train_w, val_w, test = data.part("train"), data.part("val"), data.part("test")
-    quantiles = trained.predict(test.x)
-    linear = linear_predict(fit_linear_baseline(train_w, val_w, config.training.ridge_alphas), test)
-    evaluation = evaluate(test, quantiles, linear, config.model.interval_level)
-    fold = FittedFold(trained, test, quantiles, linear, evaluation)
+    fold = evaluate_trained(data, trained, config)
+    evaluation, test = fold.evaluation, fold.test
     champion_mae = None
     if validated.champion_version is not None:
         uri = f"models:/{config.tracking.model_name}@{CHAMPION}"

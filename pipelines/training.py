@@ -104,8 +104,15 @@ def make_bundle(config: ForecasterConfig, scaler: FeatureScaler, n_features: int
 
 
 def fit_and_evaluate(data: PreparedData, config: ForecasterConfig) -> FittedFold:
+    trained = train_network(data.part("train"), data.part("val"), config)
+    return evaluate_trained(data, trained, config)
+
+
+def evaluate_trained(
+    data: PreparedData, trained: TrainedModel, config: ForecasterConfig
+) -> FittedFold:
+    """The trained model and both baselines on the test windows."""
     train, val, test = data.part("train"), data.part("val"), data.part("test")
-    trained = train_network(train, val, config)
     quantiles = trained.predict(test.x)
     ridge = fit_linear_baseline(train, val, config.training.ridge_alphas)
     linear = linear_predict(ridge, test)

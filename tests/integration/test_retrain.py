@@ -172,3 +172,28 @@ def test_scheduler_fires_the_job_on_a_short_cron(tiny: ForecasterConfig) -> None
     finally:
         scheduler.shutdown(wait=True)
     assert len(calls) >= 1
+
+
+def test_schedule_shuts_down_cleanly_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    log = tmp_path / "schedule.log"
+    command = [str(Path(sys.executable).parent / "forecaster"), "schedule", "--data-dir",
+               str(tmp_path / "data"), "--set", "schedule.cron=0 0 1 1 *"]  # fmt: skip
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "scheduler.start" not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "scheduler never started"
+            time.sleep(0.2)
+        assert '"next_run": "' in log.read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert '{"event": "scheduler.stop", "signal": "SIGTERM"}' in log.read_text()

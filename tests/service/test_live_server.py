@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,17 +16,12 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from tests.conftest import free_port
 from tests.service.conftest import API_KEY, Registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FORECASTER = Path(sys.executable).parent / "forecaster"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

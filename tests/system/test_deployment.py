@@ -17,7 +17,8 @@ import pytest
 
 from forecaster.config import load_config
 from pipelines.retrain import RetrainError, run_retrain
-from tests.system.conftest import BIN, MlflowServer, Postgres, free_port
+from tests.conftest import free_port
+from tests.system.conftest import BIN, MlflowServer, Postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
