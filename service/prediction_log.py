@@ -71,15 +71,16 @@ class PredictionLog:
         self.failed = 0
 
     def start(self) -> None:
-        if self.url.startswith("sqlite:///"):
-            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self._engine = create_engine(self.url)
-        if self._engine.dialect.name == "sqlite":
-            # WAL + NORMAL sync: appends without an fsync per batch, readers never block it.
-            event.listen(self._engine, "connect", _sqlite_pragmas)
+        """Open the log; if it cannot be opened the service still runs, without logging."""
         try:
+            if self.url.startswith("sqlite:///"):
+                Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self._engine = create_engine(self.url)
+            if self._engine.dialect.name == "sqlite":
+                # WAL + NORMAL sync: appends without an fsync per batch, readers never block.
+                event.listen(self._engine, "connect", _sqlite_pragmas)
             metadata.create_all(self._engine)
-        except SQLAlchemyError as exc:
+        except (OSError, SQLAlchemyError, ValueError, ImportError) as exc:
             logger.error("prediction log %s unusable, predictions will not be logged: %s",
                          self.url, exc)  # fmt: skip
             self._engine = None

@@ -313,3 +313,12 @@ def test_metrics_and_prediction_log(
     assert str(rows[0]["target_date"]) == "2019-01-02"
     assert rows[0]["model_version"] == version
     assert len({r["request_id"] for r in rows}) == 3
+
+
+def test_an_unusable_prediction_log_never_fails_the_service(
+    settings_for: Callable[..., ServiceSettings],
+) -> None:
+    settings = settings_for(prediction_log_url="sqlite:////proc/no-such-dir/predictions.db")
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").status_code == 200
+        assert client.post("/v1/predictions", json={"ticker": "^GSPC"}).status_code == 200
