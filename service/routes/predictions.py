@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from typing import Any
@@ -87,7 +88,10 @@ async def predict_one(
     if body.history is None:
         prepared, source = await _server_history(state, model, body.ticker), "server"
     else:
-        prepared, source = _client_history(state, model, body), "request"
+        # Validation, features and a forward pass in pandas: off the event loop, so requests
+        # for cached tickers are not queued behind it.
+        prepared = await asyncio.to_thread(_client_history, state, model, body)
+        source = "request"
     quantiles = prepared.quantiles
     lower, median, upper = (float(quantiles[i]) for i in (0, len(quantiles) // 2, -1))
     closes = [prepared.last_close * math.exp(r) for r in (lower, median, upper)]
