@@ -48,7 +48,8 @@ class LitForecaster(pl.LightningModule):
         return loss, mae
 
     def on_train_epoch_start(self) -> None:
-        self._train_sums = torch.zeros(2)  # loss * batch size, batch sizes
+        # On the module's device: with a GPU, mixing in CPU tensors would fail.
+        self._train_sums = torch.zeros(2, device=self.device)  # loss * batch size, sizes
 
     def training_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
@@ -57,7 +58,8 @@ class LitForecaster(pl.LightningModule):
         # Summed here and logged once per epoch: per-step self.log calls cost more than a
         # step of this small network does.
         size = batch[0].shape[0]
-        self._train_sums += torch.stack([loss.detach() * size, torch.tensor(float(size))])
+        count = torch.tensor(float(size), device=loss.device)
+        self._train_sums += torch.stack([loss.detach() * size, count])
         return loss
 
     def on_train_epoch_end(self) -> None:
@@ -77,12 +79,13 @@ class LitForecaster(pl.LightningModule):
         }
 
     def on_validation_epoch_start(self) -> None:
-        self._val_sums = torch.zeros(3)  # loss * size, mae * size, sizes
+        self._val_sums = torch.zeros(3, device=self.device)  # loss * size, mae * size, sizes
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, mae = self._loss(batch)
         size = float(batch[0].shape[0])
-        self._val_sums += torch.stack([loss * size, mae * size, torch.tensor(size)])
+        count = torch.tensor(size, device=loss.device)
+        self._val_sums += torch.stack([loss * size, mae * size, count])
 
     def on_validation_epoch_end(self) -> None:
         loss, mae, count = self._val_sums
