@@ -94,7 +94,10 @@ async def predict_one(
         source = "request"
     quantiles = prepared.quantiles
     lower, median, upper = (float(quantiles[i]) for i in (0, len(quantiles) // 2, -1))
-    closes = [prepared.last_close * math.exp(r) for r in (lower, median, upper)]
+    try:
+        closes = [prepared.last_close * math.exp(r) for r in (lower, median, upper)]
+    except OverflowError:
+        closes = [math.inf] * 3
     if not all(math.isfinite(v) for v in (*closes, median)):
         raise HTTPException(
             status_code=422,
