@@ -62,8 +62,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app.state.service = state
         await state.models.refresh()
         watcher = asyncio.create_task(state.models.watch(settings.reload_interval_seconds))
-        logger.info("serving %s@%s from %s (%s)", settings.model_name, settings.model_alias,
-                    settings.resolved_tracking_uri(), state.models.describe())  # fmt: skip
+        current = state.models.current
+        logger.info("watching %s@%s in %s; serving %s", settings.model_name,
+                    settings.model_alias, settings.resolved_tracking_uri(),
+                    f"v{current.version} (alias {current.alias})" if current else "nothing yet")  # fmt: skip
         try:
             yield
         finally:
