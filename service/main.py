@@ -63,9 +63,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         await state.models.refresh()
         watcher = asyncio.create_task(state.models.watch(settings.reload_interval_seconds))
         current = state.models.current
+        serving = f"v{current.version} (alias {current.alias})" if current else "nothing yet"
         logger.info("watching %s@%s in %s; serving %s", settings.model_name,
-                    settings.model_alias, settings.resolved_tracking_uri(),
-                    f"v{current.version} (alias {current.alias})" if current else "nothing yet")  # fmt: skip
+                    settings.model_alias, settings.resolved_tracking_uri(), serving)  # fmt: skip
         try:
             yield
         finally:
