@@ -197,3 +197,16 @@ def test_schedule_shuts_down_cleanly_on_sigterm(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
     assert '{"event": "scheduler.stop", "signal": "SIGTERM"}' in log.read_text()
+
+
+def test_until_stops_after_a_step_without_registering(tiny: ForecasterConfig) -> None:
+    result = run_retrain(tiny, until="features")
+    assert result.status == "partial"
+    assert result.reason == "stopped after step features"
+    assert result.model_version is None
+    client = MlflowClient(tiny.tracking.tracking_uri)
+    assert client.search_registered_models() == []
+    steps = {r.data.tags["pipeline.step"] for r in runs_of(tiny, str(result.run_id))}
+    assert steps == {"ingest", "validate", "features"}
+    with pytest.raises(RetrainError, match="unknown step 'deploy'"):
+        run_retrain(tiny, until="deploy")
