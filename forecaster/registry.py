@@ -89,9 +89,11 @@ def promote_if_better(
     naive_mae: float,
     frames: Mapping[str, pd.DataFrame],
     test: Windows,
+    champion_mae: float | None = None,
 ) -> PromotionDecision:
+    """`champion_mae`, when the caller already measured it on `test`, saves loading the
+    champion a second time."""
     champion = alias_version(name, CHAMPION)
-    champion_mae = None
     if challenger_mae >= naive_mae:
         kept = f"kept champion v{champion}" if champion else "no champion yet, none promoted"
         reason = (
@@ -100,17 +102,18 @@ def promote_if_better(
         )
         promoted = False
     elif champion is None:
+        champion_mae = None
         reason = (
             f"promoted v{version}: first champion, test MAE {challenger_mae:.4f} beats naive "
             f"({naive_mae:.4f})"
         )
         promoted = True
     else:
-        try:
-            champion_mae = champion_mae_on(f"models:/{name}@{CHAMPION}", frames, test)
-        except (MlflowException, TrackingError, OSError, ValueError) as exc:
-            logger.warning("champion v%s could not be evaluated: %s", champion, exc)
-            champion_mae = None
+        if champion_mae is None:
+            try:
+                champion_mae = champion_mae_on(f"models:/{name}@{CHAMPION}", frames, test)
+            except (MlflowException, TrackingError, OSError, ValueError) as exc:
+                logger.warning("champion v%s could not be evaluated: %s", champion, exc)
         if champion_mae is not None and challenger_mae >= champion_mae:
             reason = (
                 f"kept champion v{champion}: its MAE {champion_mae:.4f} on the same "

@@ -160,8 +160,14 @@ def evaluate_step(
     champion_mae = None
     if validated.champion_version is not None:
         uri = f"models:/{config.tracking.model_name}@{CHAMPION}"
-        champion_mae = champion_mae_on(uri, data.frames, test)
-        mlflow.log_metric("champion_mae", champion_mae)
+        try:
+            champion_mae = champion_mae_on(uri, data.frames, test)
+            mlflow.log_metric("champion_mae", champion_mae)
+        except (MlflowException, TrackingError, OSError, ValueError) as exc:
+            # A champion that cannot be scored must not block every future retrain; the
+            # promote step decides what to do about it (and says so).
+            logger.warning("champion v%s could not be evaluated: %s",
+                           validated.champion_version, exc)  # fmt: skip
     mlflow.log_metrics({f"test_{k}": v for k, v in evaluation.flat_metrics().items()})
     mlflow.log_dict(evaluation_summary(evaluation), "evaluation.json")
     log_figures(fold, config.model.interval_level)
@@ -184,7 +190,7 @@ def promote_step(
     ev = evaluated.fold.evaluation
     return promote_if_better(
         config.tracking.model_name, version, ev.model.mae, ev.naive.mae, data.frames,
-        evaluated.fold.test,
+        evaluated.fold.test, champion_mae=evaluated.champion_mae,
     )  # fmt: skip
 
 
