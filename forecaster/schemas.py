@@ -163,8 +163,3 @@ def validate_ohlcv(
         logger.warning("%s: dates were not in ascending order; sorted them", origin)
         clean = clean.sort_index(kind="stable")
     return clean
-
-
-def require_rows(frame: pd.DataFrame, needed: int, *, origin: str, why: str) -> None:
-    if len(frame) < needed:
-        raise DataValidationError(f"{origin}: {len(frame)} rows, need at least {needed} ({why})")

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PreparedHistory:
-    """One model's forecast inputs and output for the day after `as_of` of a history.
+    """One model's forecast for the day after `as_of` of a history.
 
     The network is deterministic, so for server-side history the quantiles are computed once
     per (ticker, model version, history) and every later request reuses them.
@@ -33,17 +33,14 @@ class PreparedHistory:
 
     as_of: pd.Timestamp
     last_close: float
-    window: np.ndarray  # scaled (1, lookback, n_features)
     quantiles: np.ndarray  # (n_quantiles,) log returns
 
 
 def prepare(forecaster: Forecaster, frame: pd.DataFrame) -> PreparedHistory:
-    window = forecaster.prepare_window(frame)
     return PreparedHistory(
         as_of=frame.index[-1],
         last_close=float(frame[CLOSE].iloc[-1]),
-        window=window,
-        quantiles=forecaster.forecast_window(window),
+        quantiles=forecaster.forecast_window(forecaster.prepare_window(frame)),
     )
 
 

@@ -52,8 +52,6 @@ class ModelStore:
         self.retry_max_seconds = retry_max_seconds
         self.current: LoadedModel | None = None
         self.last_error: str | None = "model not loaded yet"
-        self.reloads = 0
-        self.failed_reloads = 0
         self._lock = asyncio.Lock()
 
     def _client(self) -> MlflowClient:
@@ -120,7 +118,6 @@ class ModelStore:
             try:
                 loaded = await asyncio.to_thread(self._load, version, run_id, alias)
             except Exception as exc:  # any failure to load must leave the old model serving
-                self.failed_reloads += 1
                 self.on_event("failed")
                 self.last_error = f"loading {self.name} v{version} failed: {_first_line(exc)}"
                 logger.error("%s; still serving %s", self.last_error, self.describe())
@@ -128,7 +125,6 @@ class ModelStore:
             previous = self.describe()
             self.current = loaded
             self.last_error = None
-            self.reloads += 1
             self.on_event("loaded")
             logger.info("now serving %s v%s (was %s)", self.name, version, previous)
             return True
