@@ -1,0 +1,108 @@
+"""Proper scores and forecast tests on hand-made numbers and known distributions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from forecaster import scores
+
+LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+
+
+def test_pinball_by_hand() -> None:
+    q = np.array([[0.0, 1.0, 2.0]])
+    y = np.array([1.5])
+    loss = scores.pinball(q, y, (0.1, 0.5, 0.9))
+    # 0.1 * 1.5, 0.5 * 0.5, (0.9 - 1) * (1.5 - 2)
+    np.testing.assert_allclose(loss, [[0.15, 0.25, 0.05]])
+    assert scores.pinball_per_day(q, y, (0.1, 0.5, 0.9))[0] == pytest.approx(0.15)
+
+
+def test_crps_from_dense_quantiles_matches_the_closed_form_for_a_normal() -> None:
+    levels = np.linspace(0.005, 0.995, 199)
+    y = np.array([0.3, -1.2, 2.0])
+    q = np.tile(stats.norm.ppf(levels), (3, 1))
+    exact = y * (2 * stats.norm.cdf(y) - 1) + 2 * stats.norm.pdf(y) - 1 / math.sqrt(math.pi)
+    np.testing.assert_allclose(scores.crps_per_day(q, y, levels), exact, rtol=0.02)
+
+
+def test_crps_weights_cover_the_unit_interval() -> None:
+    weights = scores.crps_weights(LEVELS)
+    assert weights.sum() == pytest.approx(1.0)
+    # The median stands for (0.375, 0.625); the 0.05 level for (0, 0.075).
+    assert weights[3] == pytest.approx(0.25)
+    assert weights[0] == pytest.approx(0.075)
+
+
+def test_interval_columns_and_a_missing_tail() -> None:
+    assert scores.interval_columns(LEVELS, 0.8) == (1, 5)
+    assert scores.interval_columns(LEVELS, 0.5) == (2, 4)
+    with pytest.raises(ValueError, match=r"needs the levels 0\.15 and 0\.85"):
+        scores.interval_columns(LEVELS, 0.7)
+
+
+def test_winkler_is_width_plus_penalty_outside() -> None:
+    lower, upper = np.array([-1.0, -1.0, -1.0]), np.array([1.0, 1.0, 1.0])
+    y = np.array([0.0, 1.5, -3.0])
+    # alpha = 0.2: penalty 2 / 0.2 = 10 per unit outside.
+    np.testing.assert_allclose(scores.winkler(lower, upper, y, 0.8), [2.0, 7.0, 22.0])
+
+
+def test_kupiec_accepts_the_nominal_rate_and_rejects_a_wrong_one() -> None:
+    hits = np.zeros(1000, dtype=bool)
+    hits[:200] = True  # 20% outside an 80% interval: exactly nominal
+    assert scores.kupiec_pvalue(hits, 0.8) == pytest.approx(1.0)
+    hits[:300] = True  # 30% outside
+    assert scores.kupiec_pvalue(hits, 0.8) < 1e-10
+    # The LR statistic by hand for 25 violations in 100 days at p = 0.2.
+    x, n, p = 25, 100, 0.2
+    lr = -2 * ((n - x) * math.log(1 - p) + x * math.log(p)
+               - (n - x) * math.log(1 - x / n) - x * math.log(x / n))  # fmt: skip
+    few = np.zeros(n, dtype=bool)
+    few[:x] = True
+    assert scores.kupiec_pvalue(few, 0.8) == pytest.approx(stats.chi2.sf(lr, 1))
+
+
+def test_christoffersen_sees_clustered_violations() -> None:
+    rng = np.random.default_rng(0)
+    independent = rng.random(2000) < 0.1
+    assert scores.christoffersen_pvalue(independent) > 0.01
+    clustered = np.zeros(2000, dtype=bool)
+    for start in range(0, 2000, 100):
+        clustered[start : start + 10] = True  # same 10% rate, in runs
+    assert scores.christoffersen_pvalue(clustered) < 1e-10
+    assert math.isnan(scores.christoffersen_pvalue(np.zeros(50, dtype=bool)))
+
+
+def test_diebold_mariano_one_sided_p_values() -> None:
+    rng = np.random.default_rng(1)
+    base = np.abs(rng.normal(size=2000))
+    stat, better, worse = scores.diebold_mariano(base * 0.8, base)
+    assert stat < 0
+    assert better < 1e-6
+    assert worse > 1 - 1e-6
+    _, better_same, worse_same = scores.diebold_mariano(
+        np.abs(rng.normal(size=2000)), np.abs(rng.normal(size=2000))
+    )
+    assert better_same + worse_same == pytest.approx(1.0)
+    assert all(math.isnan(v) for v in scores.diebold_mariano(base, base))
+
+
+def test_pit_is_uniform_for_the_true_distribution() -> None:
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=5000)
+    levels = np.linspace(0.01, 0.99, 99)
+    q = np.tile(stats.norm.ppf(levels), (len(y), 1))
+    pit = scores.pit_values(q, y, levels)
+    counts, _ = np.histogram(pit, bins=10, range=(0, 1))
+    assert stats.chisquare(counts).pvalue > 0.001
+
+
+@pytest.mark.parametrize("levels", [(0.5, 0.1), (0.0, 0.5), (0.1, 0.5, 1.0)])
+def test_bad_levels_are_refused(levels: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError, match="levels"):
+        scores.pinball(np.zeros((1, len(levels))), np.zeros(1), levels)
