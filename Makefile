@@ -9,14 +9,17 @@ DEV_STAMP := $(VENV)/.installed-dev
 .PHONY: run test lint format bench ui clean
 
 $(BIN)/python:
+	@echo "creating $(VENV) and upgrading pip"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(RUN_STAMP): pyproject.toml | $(BIN)/python
+	@echo "installing forecaster and its dependencies into $(VENV) (a minute or two the first time)"
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
+	@echo "installing forecaster with the dev extra into $(VENV) (a minute or two the first time)"
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(RUN_STAMP)
 
@@ -25,7 +28,9 @@ run: $(RUN_STAMP)
 	@echo
 	@echo "Serving on http://127.0.0.1:8000 (OpenAPI docs at /docs; Ctrl+C stops). In another shell:"
 	@echo "  curl -s -X POST http://127.0.0.1:8000/v1/predictions -H 'content-type: application/json' -d '{\"ticker\": \"^GSPC\"}'"
-	@echo "(Until a model beats naive and becomes champion, the demo serves the challenger.)"
+	@echo "(The demo serves the champion, or the newest challenger while no version has earned"
+	@echo " champion: on the bundled 2016-2018 test days the gate refuses the default model, see"
+	@echo " the gate lines above and the README.)"
 	FORECASTER_FALLBACK_ALIAS=challenger $(BIN)/forecaster serve --port 8000
 
 lint: $(DEV_STAMP)

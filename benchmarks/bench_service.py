@@ -35,7 +35,7 @@ from mlflow import MlflowClient
 
 from forecaster.config import load_config
 from forecaster.sources import SampleSource
-from pipelines.training import run_train
+from pipelines.retrain import run_retrain
 
 BIN = Path(sys.executable).parent
 
@@ -118,8 +118,10 @@ def main() -> None:
     uri = f"sqlite:///{data_dir / 'mlflow.db'}"
     values = {"data.data_dir": str(data_dir), "tracking.tracking_uri": uri}
     config = load_config(None, ["training.max_epochs=2"], values=values)
-    result = run_train(config)
-    MlflowClient(uri).set_registered_model_alias("stock-lstm", "champion", result.model_version)
+    result = run_retrain(config, force=True, name="train")
+    MlflowClient(uri).set_registered_model_alias(
+        "stock-lstm", "champion", str(result.model_version)
+    )
 
     # mlflow models serve execs `uvicorn` by name: the venv's bin must be on PATH.
     env = {**os.environ, "FORECASTER_TRACKING_URI": uri, "FORECASTER_DATA_DIR": str(data_dir),

@@ -5,6 +5,7 @@ Unknown keys are errors (`extra="forbid"`), so a typo never silently falls back 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
@@ -23,6 +24,7 @@ FeatureName = Literal[
     "close_location",
     "log_volume_ratio",
     "volatility",
+    "gk_volatility",
 ]
 ALL_FEATURES: tuple[FeatureName, ...] = (
     "log_return",
@@ -31,7 +33,14 @@ ALL_FEATURES: tuple[FeatureName, ...] = (
     "close_location",
     "log_volume_ratio",
     "volatility",
+    "gk_volatility",
 )
+
+
+def level_key(level: float) -> str:
+    """The one spelling of a quantile or interval level in JSON, MLflow keys and columns:
+    0.8 -> "0.8", 0.05 -> "0.05"."""
+    return f"{level:g}"
 
 
 class FrozenModel(BaseModel):
@@ -123,20 +132,52 @@ class ScalingConfig(FrozenModel):
 
 
 class ModelConfig(FrozenModel):
-    """The LSTM and its prediction interval."""
+    """The LSTM and the forecast distribution it serves."""
 
     hidden_size: int = Field(32, ge=1, description="LSTM hidden units per layer")
     num_layers: int = Field(2, ge=1, description="stacked LSTM layers")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout between LSTM layers")
+    quantiles: tuple[float, ...] = Field(
+        (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95),
+        min_length=3,
+        description="quantile levels of the next-day log return the model forecasts and serves",
+    )
+    intervals: tuple[float, ...] = Field(
+        (0.5, 0.8, 0.9),
+        min_length=1,
+        description="central intervals scored, gated and served; their tails must be quantiles",
+    )
     interval_level: float = Field(
-        0.8, gt=0, lt=1, description="nominal coverage of the prediction interval"
+        0.8, gt=0, lt=1, description="the headline interval (one of intervals)"
+    )
+    scale_by: FeatureName | None = Field(
+        "gk_volatility",
+        description="feature (a trailing volatility) whose last value sets the forecast's "
+        "scale, so bands follow the regime; null: a fixed scale",
     )
 
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        q = self.quantiles
+        if any(not 0 < level < 1 for level in q) or any(b <= a for a, b in itertools.pairwise(q)):
+            raise ValueError(f"quantiles must be strictly increasing in (0, 1), got {list(q)}")
+        if not any(abs(level - 0.5) < 1e-9 for level in q):
+            raise ValueError("quantiles must include the median 0.5 (the point forecast)")
+        for coverage in self.intervals:
+            tail = round((1.0 - coverage) / 2.0, 9)
+            if not all(any(abs(level - t) < 1e-9 for level in q) for t in (tail, 1.0 - tail)):
+                raise ValueError(f"interval {coverage} needs quantiles {tail:g} and {1.0 - tail:g}")
+        if not any(abs(self.interval_level - c) < 1e-9 for c in self.intervals):
+            raise ValueError(
+                f"interval_level {self.interval_level} must be one of intervals "
+                f"{list(self.intervals)}"
+            )
+        return self
+
     @property
-    def quantiles(self) -> tuple[float, float, float]:
-        """Lower, median and upper quantile of the central interval."""
-        tail = (1.0 - self.interval_level) / 2.0
-        return (tail, 0.5, 1.0 - tail)
+    def median_index(self) -> int:
+        """Position of the 0.5 level: the point forecast."""
+        return min(range(len(self.quantiles)), key=lambda i: abs(self.quantiles[i] - 0.5))
 
 
 class TrainingConfig(FrozenModel):
@@ -154,6 +195,27 @@ class TrainingConfig(FrozenModel):
         (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0),
         min_length=1,
         description="L2 strengths tried for the linear baseline (best on validation wins)",
+    )
+
+
+class EvaluationConfig(FrozenModel):
+    """Baselines and the promotion gate: every forecaster is scored on the same test days."""
+
+    naive_window: int = Field(
+        250, ge=20, description="trailing daily returns behind the naive baseline's quantiles"
+    )
+    dm_alpha: float = Field(
+        0.05, gt=0, lt=1, description="one-sided Diebold-Mariano level for the gate's tests"
+    )
+    kupiec_alpha: float = Field(
+        0.01, gt=0, lt=1, description="every served interval must pass Kupiec at this level"
+    )
+    lookahead_pinball_ratio: float = Field(
+        0.85,
+        gt=0,
+        lt=1,
+        description="a pinball ratio vs naive below this on daily data is flagged as "
+        "probable look-ahead",
     )
 
 
@@ -197,8 +259,16 @@ class ForecasterConfig(FrozenModel):
     scaling: ScalingConfig = ScalingConfig()
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     tracking: TrackingConfig = TrackingConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+
+    @model_validator(mode="after")
+    def _vol_feature(self) -> Self:
+        scale_by = self.model.scale_by
+        if scale_by is not None and scale_by not in self.features.names:
+            raise ValueError(f"model.scale_by '{scale_by}' must be one of features.names (or null)")
+        return self
 
 
 def _format_validation_error(exc: ValidationError, where: str) -> str:

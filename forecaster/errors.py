@@ -27,3 +27,7 @@ class TickerNotFoundError(DataError):
 
 class SourceUnavailableError(DataError):
     """The data source could not be reached and no cached copy exists."""
+
+
+class ModelMismatchError(ForecasterError):
+    """A registered model contradicts the settings it would be served with."""

@@ -61,6 +61,18 @@ def volatility(frame: pd.DataFrame, config: FeatureConfig) -> pd.Series:
     return returns.rolling(window, min_periods=window).std()
 
 
+def gk_volatility(frame: pd.DataFrame, config: FeatureConfig) -> pd.Series:
+    """Garman-Klass volatility: square root of the trailing mean of the daily range-based
+    variance 0.5 ln(H/L)^2 - (2 ln 2 - 1) ln(C/O)^2. It uses the whole day's range, so it is
+    several times more efficient than close-to-close volatility and less thrown by one spike.
+    """
+    range_term = 0.5 * np.log(frame[HIGH] / frame[LOW]) ** 2
+    drift_term = (2 * np.log(2) - 1) * np.log(frame[CLOSE] / frame[OPEN]) ** 2
+    window = config.volatility_window
+    variance = (range_term - drift_term).clip(lower=0.0)
+    return np.sqrt(variance.rolling(window, min_periods=window).mean())
+
+
 FEATURES: dict[FeatureName, FeatureFn] = {
     "log_return": log_return,
     "overnight_gap": overnight_gap,
@@ -68,6 +80,7 @@ FEATURES: dict[FeatureName, FeatureFn] = {
     "close_location": close_location,
     "log_volume_ratio": log_volume_ratio,
     "volatility": volatility,
+    "gk_volatility": gk_volatility,
 }
 
 
@@ -80,6 +93,7 @@ def warmup_rows(config: FeatureConfig) -> int:
         "close_location": 0,
         "log_volume_ratio": config.volume_window - 1,
         "volatility": config.volatility_window,
+        "gk_volatility": config.volatility_window - 1,
     }
     return max(needs[name] for name in config.names)
 

@@ -7,8 +7,10 @@ pickles `StockForecastModel` by reference, so this module has to stay importable
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -16,7 +18,7 @@ import pandas as pd
 import torch
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
-from forecaster.config import FeatureConfig
+from forecaster.config import FeatureConfig, level_key
 from forecaster.errors import DataValidationError
 from forecaster.features import warmup_rows
 from forecaster.model.network import LSTMQuantileNet
@@ -28,18 +30,28 @@ from forecaster.windows import all_windows, latest_window
 BUNDLE_FILE = "bundle.json"
 WEIGHTS_FILE = "network.pt"
 TICKER = "ticker"
-OUTPUT_COLUMNS = (
-    "ticker",
-    "as_of",
-    "last_close",
-    "predicted_return",
-    "predicted_close",
-    "lower",
-    "upper",
-    "lower_return",
-    "upper_return",
-    "interval_level",
-)
+
+
+def quantile_column(level: float) -> str:
+    """Output column of one quantile's log return: 0.05 -> 'q0.05'."""
+    return f"q{level_key(level)}"
+
+
+def implied_volatility(q: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
+    """Normal-equivalent one-day standard deviation of the log return implied by the quantile
+    spread: the mean over symmetric level pairs of (q_hi - q_lo) / (2 z_hi)."""
+    pairs = [
+        (i, j)
+        for i, lo in enumerate(levels)
+        for j, hi in enumerate(levels)
+        if lo < 0.5 and math.isclose(lo + hi, 1.0, abs_tol=1e-9)
+    ]
+    if not pairs:
+        return np.full(len(q), np.nan)
+    normal = NormalDist()
+    estimates = [(q[:, j] - q[:, i]) / (2 * normal.inv_cdf(levels[j])) for i, j in pairs]
+    volatility: np.ndarray = np.mean(estimates, axis=0)
+    return volatility
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,28 @@ class ModelBundle:
     hidden_size: int
     num_layers: int
     dropout: float
+    intervals: tuple[float, ...] = ()
+    # Index of the feature whose last value scales the forecast (model.scale_by), or None.
+    scale_feature: int | None = None
+    # What the model was trained on: the service checks its own settings against these.
+    data_source: str | None = None  # sample, csv or yahoo
+    adjustment: str | None = None  # adjusted, raw or as_given (forecaster.schemas)
+    tickers: tuple[str, ...] = ()
+
+    @property
+    def median_index(self) -> int:
+        return min(range(len(self.quantiles)), key=lambda i: abs(self.quantiles[i] - 0.5))
+
+    @property
+    def served_intervals(self) -> tuple[float, ...]:
+        """Central intervals the quantiles hold (older bundles recorded only interval_level)."""
+        return self.intervals or (self.interval_level,)
+
+    def interval_columns(self, coverage: float) -> tuple[int, int]:
+        tail = (1.0 - coverage) / 2.0
+        lo = min(range(len(self.quantiles)), key=lambda i: abs(self.quantiles[i] - tail))
+        hi = min(range(len(self.quantiles)), key=lambda i: abs(self.quantiles[i] - 1 + tail))
+        return lo, hi
 
     def to_json(self) -> str:
         return json.dumps(
@@ -63,12 +97,19 @@ class ModelBundle:
                 "lookback": self.lookback,
                 "interval_level": self.interval_level,
                 "quantiles": list(self.quantiles),
+                "intervals": list(self.served_intervals),
+                "data": {
+                    "source": self.data_source,
+                    "adjustment": self.adjustment,
+                    "tickers": list(self.tickers),
+                },
                 "scaler": self.scaler.to_dict(),
                 "network": {
                     "n_features": self.n_features,
                     "hidden_size": self.hidden_size,
                     "num_layers": self.num_layers,
                     "dropout": self.dropout,
+                    "scale_feature": self.scale_feature,
                 },
             },
             indent=2,
@@ -78,6 +119,7 @@ class ModelBundle:
     def from_json(cls, text: str) -> ModelBundle:
         data = json.loads(text)
         net = data["network"]
+        trained_on = data.get("data") or {}
         return cls(
             features=FeatureConfig.model_validate(data["features"]),
             lookback=int(data["lookback"]),
@@ -88,6 +130,11 @@ class ModelBundle:
             hidden_size=int(net["hidden_size"]),
             num_layers=int(net["num_layers"]),
             dropout=float(net["dropout"]),
+            intervals=tuple(float(c) for c in data.get("intervals", ())),
+            scale_feature=net.get("scale_feature"),
+            data_source=trained_on.get("source"),
+            adjustment=trained_on.get("adjustment"),
+            tickers=tuple(str(t) for t in trained_on.get("tickers", ())),
         )
 
     def build_network(self) -> LSTMQuantileNet:
@@ -97,7 +144,32 @@ class ModelBundle:
             num_layers=self.num_layers,
             dropout=self.dropout,
             n_quantiles=len(self.quantiles),
+            median_index=self.median_index,
+            vol_feature=self.scale_feature,
         )
+
+    def conflict(self, data_source: str, auto_adjust: bool) -> str | None:
+        """Why serving this model with these data settings would be wrong, or None.
+
+        A model trained on adjusted prices reads a dividend as a crash in raw prices (and the
+        other way round), and one trained on the live source must not forecast from the
+        bundled sample, which ends in 2018.
+        """
+        wants = {"adjusted": True, "raw": False}.get(self.adjustment or "")
+        if wants is not None and wants != auto_adjust:
+            return (
+                f"the model was trained on {self.adjustment} prices but the service has "
+                f"auto_adjust={str(auto_adjust).lower()}; set FORECASTER_AUTO_ADJUST="
+                f"{str(wants).lower()}"
+            )
+        # The bundled sample is Yahoo's own ^GSPC history, so a sample-trained model may serve
+        # live Yahoo data; a model trained on live data must not forecast from the 2018 sample.
+        if self.data_source == "yahoo" and data_source == "sample":
+            return (
+                f"the model was trained on data source '{self.data_source}' but the service "
+                f"reads '{data_source}'; set FORECASTER_DATA_SOURCE={self.data_source}"
+            )
+        return None
 
     @property
     def min_history(self) -> int:
@@ -130,22 +202,25 @@ class Forecaster:
     def _rows(
         self, ticker: str, as_of: pd.DatetimeIndex, last_close: np.ndarray, q: np.ndarray
     ) -> pd.DataFrame:
-        lower, median, upper = q[:, 0], q[:, len(self.bundle.quantiles) // 2], q[:, -1]
-        return pd.DataFrame(
-            {
-                "ticker": ticker,
-                "as_of": as_of.to_numpy(dtype="datetime64[ns]"),
-                "last_close": last_close,
-                "predicted_return": median,
-                "predicted_close": last_close * np.exp(median),
-                "lower": last_close * np.exp(lower),
-                "upper": last_close * np.exp(upper),
-                "lower_return": lower,
-                "upper_return": upper,
-                "interval_level": self.bundle.interval_level,
-            },
-            columns=list(OUTPUT_COLUMNS),
-        )
+        bundle = self.bundle
+        lo, hi = bundle.interval_columns(bundle.interval_level)
+        lower, median, upper = q[:, lo], q[:, bundle.median_index], q[:, hi]
+        columns = {
+            "ticker": ticker,
+            "as_of": as_of.to_numpy(dtype="datetime64[ns]"),
+            "last_close": last_close,
+            "predicted_return": median,
+            "predicted_close": last_close * np.exp(median),
+            "lower": last_close * np.exp(lower),
+            "upper": last_close * np.exp(upper),
+            "lower_return": lower,
+            "upper_return": upper,
+            "interval_level": bundle.interval_level,
+            "volatility": implied_volatility(q, bundle.quantiles),
+        }
+        for i, level in enumerate(bundle.quantiles):
+            columns[quantile_column(level)] = q[:, i]
+        return pd.DataFrame(columns)
 
     def predict_next(self, history: pd.DataFrame, ticker: str = "") -> pd.DataFrame:
         """One row: the forecast for the trading day after the history's last date."""
@@ -163,7 +238,7 @@ class Forecaster:
         return self.bundle.scaler.transform(window)
 
     def forecast_window(self, window: np.ndarray) -> np.ndarray:
-        """Quantiles (lower, median, upper) of the next log return for one prepared window."""
+        """Quantiles of the next log return (in the bundle's level order) for one window."""
         with torch.inference_mode():
             out = self.network(torch.from_numpy(window))
         quantiles: np.ndarray = out[0].double().numpy()

@@ -1,15 +1,14 @@
-"""Model Registry: register a run's model, alias it `challenger`, and move `champion` only when
-the challenger earns it on the same evaluation days.
+"""Model Registry IO: register a run's model as `challenger`, read what versions saw, re-score
+the champion on given days, and move `champion` as a gate decision says.
 
-Aliases, not the deprecated stages. The gate: the challenger's test MAE must beat naive
-persistence, and beat the current champion's MAE on exactly the challenger's test days.
+Aliases, not the deprecated stages. The decision itself is `forecaster.gate.decide`, a pure
+function; nothing here decides.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import mlflow
 import numpy as np
@@ -25,17 +24,6 @@ logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-
-
-@dataclass(frozen=True)
-class PromotionDecision:
-    promoted: bool
-    reason: str
-    challenger_version: str
-    challenger_mae: float
-    naive_mae: float
-    champion_version: str | None = None
-    champion_mae: float | None = None
 
 
 def register(model_uri: str, name: str, tags: Mapping[str, str]) -> str:
@@ -56,6 +44,33 @@ def alias_version(name: str, alias: str) -> str | None:
         return None
 
 
+def data_end(name: str, version: str) -> pd.Timestamp | None:
+    """Last trading day of the data a version was trained on (its `data_range` tag)."""
+    tags = MlflowClient().get_model_version(name, version).tags
+    data_range = tags.get("data_range", "")
+    return pd.Timestamp(data_range.split("..")[1]) if ".." in data_range else None
+
+
+def latest_version(name: str, tickers: str) -> str | None:
+    """Newest registered version trained on exactly these tickers (comma-joined)."""
+    try:
+        versions = MlflowClient().search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    same = [v for v in versions if v.tags.get("tickers") == tickers]
+    return str(max(same, key=lambda v: int(v.version)).version) if same else None
+
+
+def set_champion(name: str, version: str) -> None:
+    try:
+        MlflowClient().set_registered_model_alias(name, CHAMPION, version)
+    except MlflowException as exc:
+        raise TrackingError(
+            f"could not move alias {CHAMPION} to v{version}: {exc.message}"
+        ) from exc
+    logger.info("%s@%s -> v%s", name, CHAMPION, version)
+
+
 def model_history_input(frame: pd.DataFrame, ticker: str) -> pd.DataFrame:
     """A validated frame as the pyfunc's input: date + OHLCV columns + ticker."""
     table = frame.reset_index()[[DATE, *OHLCV_COLUMNS]]
@@ -63,10 +78,26 @@ def model_history_input(frame: pd.DataFrame, ticker: str) -> pd.DataFrame:
     return table
 
 
-def champion_mae_on(model_uri: str, frames: Mapping[str, pd.DataFrame], windows: Windows) -> float:
-    """MAE of any registered model on exactly these windows' target days, in price space."""
+def _quantile_table(out: pd.DataFrame) -> tuple[tuple[float, ...], np.ndarray]:
+    """Levels and quantiles of a pyfunc output; models from before the distributional bundle
+    give only their interval and median."""
+    columns = [c for c in out.columns if str(c).startswith("q")]
+    if columns:
+        levels = tuple(float(str(c)[1:]) for c in columns)
+        return levels, out[columns].to_numpy(dtype=np.float64)
+    tail = (1.0 - float(out["interval_level"].iloc[0])) / 2.0
+    q = out[["lower_return", "predicted_return", "upper_return"]].to_numpy(dtype=np.float64)
+    return (tail, 0.5, 1.0 - tail), q
+
+
+def model_quantiles(
+    model_uri: str, frames: Mapping[str, pd.DataFrame], windows: Windows
+) -> tuple[tuple[float, ...], np.ndarray]:
+    """Any registered model's log-return quantiles on exactly these windows' as-of days, from
+    history up to each ticker's last as-of day only; returns (levels, (n, n_levels))."""
     model = mlflow.pyfunc.load_model(model_uri)
-    predicted = np.full(len(windows), np.nan)
+    levels: tuple[float, ...] | None = None
+    result: np.ndarray | None = None
     for ticker, frame in frames.items():
         mask = windows.tickers == ticker
         if not mask.any():
@@ -74,77 +105,12 @@ def champion_mae_on(model_uri: str, frames: Mapping[str, pd.DataFrame], windows:
         last_as_of = pd.Timestamp(windows.end_dates[mask].max())
         history = model_history_input(frame.loc[frame.index <= last_as_of], ticker)
         out = model.predict(history, params={"all_days": True})
-        by_day = pd.Series(out["predicted_close"].to_numpy(), index=pd.DatetimeIndex(out["as_of"]))
-        predicted[mask] = by_day.reindex(pd.DatetimeIndex(windows.end_dates[mask])).to_numpy()
-    if np.isnan(predicted).any():
-        missing = int(np.isnan(predicted).sum())
+        levels, q = _quantile_table(out)
+        if result is None:
+            result = np.full((len(windows), len(levels)), np.nan)
+        by_day = pd.DataFrame(q, index=pd.DatetimeIndex(out["as_of"]))
+        result[mask] = by_day.reindex(pd.DatetimeIndex(windows.end_dates[mask])).to_numpy()
+    if result is None or levels is None or np.isnan(result).any():
+        missing = len(windows) if result is None else int(np.isnan(result).any(axis=1).sum())
         raise TrackingError(f"{model_uri} produced no forecast for {missing} evaluation day(s)")
-    return float(np.mean(np.abs(predicted - windows.target_close)))
-
-
-def promote_if_better(
-    name: str,
-    version: str,
-    challenger_mae: float,
-    naive_mae: float,
-    frames: Mapping[str, pd.DataFrame],
-    test: Windows,
-    champion_mae: float | None = None,
-) -> PromotionDecision:
-    """`champion_mae`, when the caller already measured it on `test`, saves loading the
-    champion a second time."""
-    champion = alias_version(name, CHAMPION)
-    if challenger_mae >= naive_mae:
-        kept = f"kept champion v{champion}" if champion else "no champion yet, none promoted"
-        reason = (
-            f"{kept}: challenger v{version} test MAE {challenger_mae:.4f} does not beat naive "
-            f"persistence ({naive_mae:.4f})"
-        )
-        promoted = False
-    elif champion is None:
-        champion_mae = None
-        reason = (
-            f"promoted v{version}: first champion, test MAE {challenger_mae:.4f} beats naive "
-            f"({naive_mae:.4f})"
-        )
-        promoted = True
-    else:
-        if champion_mae is None:
-            try:
-                champion_mae = champion_mae_on(f"models:/{name}@{CHAMPION}", frames, test)
-            except (MlflowException, TrackingError, OSError, ValueError) as exc:
-                logger.warning("champion v%s could not be evaluated: %s", champion, exc)
-        if champion_mae is not None and challenger_mae >= champion_mae:
-            reason = (
-                f"kept champion v{champion}: its MAE {champion_mae:.4f} on the same "
-                f"{len(test)} days is not worse than challenger v{version}'s {challenger_mae:.4f}"
-            )
-            promoted = False
-        else:
-            against = (
-                f"champion v{champion} ({champion_mae:.4f})"
-                if champion_mae is not None
-                else f"champion v{champion}, which could not be evaluated"
-            )
-            reason = (
-                f"promoted v{version}: test MAE {challenger_mae:.4f} beats naive "
-                f"({naive_mae:.4f}) and {against} on the same {len(test)} days"
-            )
-            promoted = True
-    if promoted:
-        try:
-            MlflowClient().set_registered_model_alias(name, CHAMPION, version)
-        except MlflowException as exc:
-            raise TrackingError(
-                f"could not move alias {CHAMPION} to v{version}: {exc.message}"
-            ) from exc
-    logger.info("%s", reason)
-    return PromotionDecision(
-        promoted=promoted,
-        reason=reason,
-        challenger_version=version,
-        challenger_mae=challenger_mae,
-        naive_mae=naive_mae,
-        champion_version=champion,
-        champion_mae=champion_mae,
-    )
+    return levels, result

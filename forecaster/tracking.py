@@ -104,7 +104,6 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def log_config(config: ForecasterConfig) -> None:
     params = flatten(config.model_dump(mode="json"))
-    params["model.quantiles"] = list(config.model.quantiles)
     mlflow.log_params({k: json.dumps(v) if isinstance(v, list) else v for k, v in params.items()})
     mlflow.log_text(config_to_yaml(config), "config.yaml")
 

@@ -23,6 +23,7 @@ from forecaster.model.datamodule import WindowDataModule
 from forecaster.model.lit_module import LitForecaster
 from forecaster.model.network import LSTMQuantileNet
 from forecaster.predict import predict_quantiles
+from forecaster.scaling import FeatureScaler
 from forecaster.windows import Windows
 
 logger = logging.getLogger(__name__)
@@ -88,24 +89,33 @@ class _History(Callback):
 
 
 def build_network(
-    n_features: int, config: ForecasterConfig, target_scale: float
+    n_features: int, config: ForecasterConfig, target_scale: float, scaler: FeatureScaler
 ) -> LSTMQuantileNet:
-    return LSTMQuantileNet(
+    scale_by = config.model.scale_by
+    vol_feature = config.features.names.index(scale_by) if scale_by is not None else None
+    network = LSTMQuantileNet(
         n_features=n_features,
         hidden_size=config.model.hidden_size,
         num_layers=config.model.num_layers,
         dropout=config.model.dropout,
         n_quantiles=len(config.model.quantiles),
         target_scale=target_scale,
+        median_index=config.model.median_index,
+        vol_feature=vol_feature,
     )
+    if vol_feature is not None:
+        network.set_vol_unscale(scaler.center[vol_feature], scaler.scale[vol_feature])
+    return network
 
 
-def train_network(train: Windows, val: Windows, config: ForecasterConfig) -> TrainedModel:
+def train_network(
+    train: Windows, val: Windows, config: ForecasterConfig, scaler: FeatureScaler
+) -> TrainedModel:
     """Fit on scaled train windows, early-stop on val, return the best network on the CPU."""
     training = config.training
     pl.seed_everything(training.seed, workers=True, verbose=False)
     target_scale = float(np.std(train.y)) or 1.0
-    network = build_network(len(train.feature_names), config, target_scale)
+    network = build_network(len(train.feature_names), config, target_scale, scaler)
     module = LitForecaster(
         network,
         quantiles=config.model.quantiles,

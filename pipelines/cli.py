@@ -112,12 +112,14 @@ def _quiet_lightning(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace, config: ForecasterConfig) -> int:
-    from pipelines.reports import train_text
-    from pipelines.training import run_train
+    from pipelines.reports import retrain_text
+    from pipelines.retrain import run_retrain
 
     _quiet_lightning(args)
-    result = run_train(config)
-    _emit(args, result.to_dict(), train_text(result))
+    # The retraining pipeline forced: same steps, lock and run layout, trains even without
+    # new data.
+    result = run_retrain(config, force=True, replace_champion=args.force, name="train")
+    _emit(args, result.to_dict(), retrain_text(result))
     return 0
 
 
@@ -126,8 +128,11 @@ def cmd_backtest(args: argparse.Namespace, config: ForecasterConfig) -> int:
     from pipelines.training import run_backtest
 
     _quiet_lightning(args)
-    payload = run_backtest(config)
+    payload = run_backtest(config, predictions=args.predictions)
     _emit(args, payload, backtest_text(payload))
+    if args.predictions is not None:
+        print(f"forecaster: wrote every test day's quantiles to {args.predictions}",
+              file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -140,7 +145,8 @@ def cmd_predict(args: argparse.Namespace, config: ForecasterConfig) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace, config: ForecasterConfig) -> int:
-    from pipelines.retrain import retrain_text, run_retrain
+    from pipelines.reports import retrain_text
+    from pipelines.retrain import run_retrain
 
     _quiet_lightning(args)
     result = run_retrain(config, force=args.force, until=args.until)
@@ -173,19 +179,34 @@ def cmd_ui(args: argparse.Namespace, config: ForecasterConfig) -> int:
     return subprocess.call(command)
 
 
+class _OneLineStartupFailure(logging.Filter):
+    """uvicorn logs a failed application start-up as a whole traceback; show its last line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Traceback"):
+            last = message.strip().splitlines()[-1]
+            record.msg, record.args = last.split(": ", 1)[-1], None
+        return True
+
+
 def cmd_serve(args: argparse.Namespace, config: ForecasterConfig | None) -> int:
     import uvicorn
 
+    logging.getLogger("uvicorn.error").addFilter(_OneLineStartupFailure())
     # The app reads its settings from the environment (FORECASTER_*, MLFLOW_TRACKING_URI).
-    uvicorn.run(
-        "service.main:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level="warning" if args.quiet else "info",
-        access_log=args.access_log,
-    )
+    try:
+        uvicorn.run(
+            "service.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level="warning" if args.quiet else "info",
+            access_log=args.access_log,
+        )
+    except SystemExit as exc:  # uvicorn exits 3 when the app refuses to start
+        return 1 if exc.code else 0
     return 0
 
 
@@ -212,10 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser(
         "train",
-        help="train the LSTM, evaluate against naive and linear baselines, log to MLflow, "
-        "register and try promotion",
+        help="the retraining pipeline forced: train the LSTM, score it against naive, GARCH "
+        "and linear baselines, log to MLflow, register and gate promotion",
     )
     _add_config_options(train)
+    train.add_argument(
+        "--force", action="store_true", help="replace a champion that cannot be scored"
+    )
     train.set_defaults(handler=cmd_train)
 
     backtest = sub.add_parser(
@@ -223,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_options(backtest)
     backtest.add_argument("--folds", type=int, metavar="N", help="number of folds (split.folds)")
+    backtest.add_argument(
+        "--predictions",
+        type=Path,
+        metavar="FILE.csv",
+        help="write every test day's quantiles (price units) of every fold to this CSV",
+    )
     backtest.set_defaults(handler=cmd_backtest)
 
     predict = sub.add_parser("predict", help="next-day forecast from a registered model")
@@ -240,7 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
         "promote (locked; skips when there is no new data)",
     )
     _add_config_options(retrain)
-    retrain.add_argument("--force", action="store_true", help="train even without new data")
+    retrain.add_argument(
+        "--force",
+        action="store_true",
+        help="train even without new data, and replace a champion that cannot be scored",
+    )
     retrain.add_argument(
         "--until",
         default="promote",

@@ -98,56 +98,95 @@ def windows_report(config: ForecasterConfig) -> Report:
     return payload, "\n".join(lines)
 
 
+def _p(block: dict[str, Any]) -> str:
+    return "n/a" if block["pvalue"] is None else f"{block['pvalue']:.3g}"
+
+
 def metrics_table(summary: dict[str, Any]) -> list[str]:
-    """Model vs naive vs linear on the same days, plus the honest headline numbers."""
-    lines = [f"  {'':<7}{'MAE':>10}{'RMSE':>10}{'MAPE %':>9}{'dir.acc':>9}"]
-    for name in ("model", "naive", "linear"):
+    """Every forecaster on the same days: point metrics in price units, proper scores of the
+    distribution in log-return units, then the honest headline."""
+    levels = list(summary["model"]["coverage"])
+    names = [n for n in ("model", "naive", "garch", "linear") if n in summary]
+    cov_head = "".join(f"{'cov' + k:>9}" for k in levels)
+    lines = [f"  {'':<7}{'MAE':>9}{'dir.acc':>9}{'pinball':>10}{'CRPS':>10}{cov_head}"]
+    for name in names:
         m = summary[name]
-        # Naive predicts "no change": it has no direction to score.
-        direction = "-" if name == "naive" else f"{100 * m['directional_accuracy']:.1f}%"
+        acc = m["directional_accuracy"]
+        direction = "-" if acc is None else f"{100 * acc:.1f}%"
+        coverage = "".join(f"{100 * m['coverage'][k]:>8.1f}%" for k in levels)
         lines.append(
-            f"  {name:<7}{m['mae']:>10.3f}{m['rmse']:>10.3f}{m['mape']:>9.3f}{direction:>9}"
+            f"  {name:<7}{m['mae']:>9.3f}{direction:>9}{1e4 * m['pinball']:>10.3f}"
+            f"{1e4 * m['crps']:>10.3f}{coverage}"
         )
-    model = summary["model"]
-    lo, hi = summary["directional_accuracy_ci95"]
-    dm = summary["diebold_mariano"]
-    if summary["mae_ratio_vs_naive"] >= 1:
-        verdict = "the model does NOT beat naive"
-    elif dm["pvalue"] < 0.05:
-        verdict = "the model beats naive, significantly"
-    else:
-        verdict = "below naive, but not significantly (see Diebold-Mariano)"
-    lines += [
-        f"  MAE ratio vs naive: model {summary['mae_ratio_vs_naive']:.4f} "
-        f"(linear {summary['linear_mae_ratio_vs_naive']:.4f}); {verdict}",
-        f"  directional accuracy {100 * model['directional_accuracy']:.1f}% "
-        f"(95% CI {100 * lo:.1f}..{100 * hi:.1f}) vs up-day share "
-        f"{100 * summary['up_day_share']:.1f}% (always predicting 'up')",
-        f"  {model['interval_level']:.0%} interval: coverage {100 * model['coverage']:.1f}%, "
-        f"mean width {model['interval_width']:.3f}",
-        f"  Diebold-Mariano vs naive (abs. error): statistic {dm['statistic']:+.3f}, "
-        f"p = {dm['pvalue']:.3f} over {summary['n_days']} days",
-    ]
+    lines.append(
+        "  (pinball and CRPS in basis points of log return; coverage of central intervals)"
+    )
+    mae_ratio = summary["mae_ratio_vs_naive"]
+    point_p = summary["dm_mae_worse_vs_naive"]
+    lines.append(
+        f"  point: MAE ratio vs naive persistence {mae_ratio:.4f} (one-sided p that it is "
+        f"worse: {_p(point_p)}); "
+        + ("no point skill, as expected on daily data" if mae_ratio >= 0.995 else
+           "below naive" + (", significantly" if summary["diebold_mariano"]["pvalue"] is not None
+                            and summary["diebold_mariano"]["pvalue"] < 0.05 else
+                            ", not significantly"))
+    )  # fmt: skip
+    for vs in ("naive", "garch"):
+        ratio = summary[f"pinball_ratio_vs_{vs}"]
+        if ratio is None:
+            continue
+        dm = summary[f"dm_pinball_vs_{vs}"]
+        verdict = (
+            "beats it, significantly"
+            if dm["pvalue"] is not None and dm["pvalue"] < 0.05
+            else "beats it, not significantly"
+            if ratio < 1
+            else "does NOT beat it"
+        )
+        lines.append(
+            f"  distribution: pinball ratio vs {vs} {ratio:.4f} ({100 * (1 - ratio):+.1f}%), "
+            f"one-sided DM p {_p(dm)}: the model {verdict}"
+        )
+    kupiec = ", ".join(
+        f"{float(k):.0%} p {v:.3g}" for k, v in summary["model"]["kupiec_pvalue"].items()
+    )
+    lines.append(f"  Kupiec (coverage = nominal): {kupiec}")
+    for flag in summary.get("red_flags", []):
+        lines.append(f"  RED FLAG (probable look-ahead): {flag}")
     return lines
 
 
 def ui_command(tracking_uri: str) -> str:
     if tracking_uri.startswith(("http://", "https://")):
         return f"open {tracking_uri}"
-    return f"mlflow ui --backend-store-uri {tracking_uri} --port 5000"
+    return f"forecaster ui (or: mlflow ui --backend-store-uri {tracking_uri} --port 5000)"
 
 
-def train_text(result: Any) -> str:
+def retrain_text(result: Any) -> str:
+    """What `forecaster train` and `forecaster retrain` print."""
     payload = result.to_dict()
-    lines = [
-        f"run {payload['run_id']} ({payload['epochs']} epochs, best {payload['best_epoch']})",
-        f"test period: {payload['metrics']['n_days']} days",
-        *metrics_table(payload["metrics"]),
-        f"registered {payload['model_name']} version {payload['model_version']} (alias challenger)",
-    ]
+    lines = [f"{result.status}: {result.reason}"] if result.status in ("skipped", "partial") else []
+    if payload["run_id"]:
+        epochs = f" ({payload['epochs']} epochs, best {payload['best_epoch']})" if payload[
+            "epochs"] else ""  # fmt: skip
+        lines.append(f"run {payload['run_id']}{epochs}")
+    if result.step_seconds:
+        lines.append("steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.step_seconds.items()))
+    if payload["metrics"]:
+        lines.append(f"test period: {payload['metrics']['n_days']} days")
+        lines += metrics_table(payload["metrics"])
+    if payload["model_version"]:
+        lines.append(
+            f"registered {payload['model_name']} version {payload['model_version']} "
+            "(alias challenger)"
+        )
     if result.decision is not None:
-        lines.append(result.decision.reason)
-    lines.append(f"browse: {ui_command(payload['tracking_uri'])}")
+        verdict = "PROMOTED to champion" if result.decision.promoted else "not promoted"
+        lines.append(f"gate: v{payload['model_version']} {verdict}")
+        for c in result.decision.criteria:
+            lines.append(f"  [{'pass' if c.passed else 'FAIL'}] {c.name}: {c.detail}")
+    if payload["tracking_uri"]:
+        lines.append(f"browse: {ui_command(payload['tracking_uri'])}")
     return "\n".join(lines)
 
 
@@ -156,11 +195,13 @@ def backtest_text(payload: dict[str, Any]) -> str:
         f"walk-forward backtest, {len(payload['folds'])} folds, {', '.join(payload['tickers'])}"
     ]
     for fold in payload["folds"]:
+        headline = str(fold["model"]["interval_level"])
         lines.append(
             f"fold {fold['fold']}: {fold['test_start']}..{fold['test_end']} "
             f"({fold['n_days']} days, trained on {fold['train_windows']} windows): "
-            f"MAE ratio vs naive {fold['mae_ratio_vs_naive']:.4f}, coverage "
-            f"{100 * fold['model']['coverage']:.1f}%"
+            f"pinball ratio vs naive {fold['pinball_ratio_vs_naive']:.4f}, vs garch "
+            f"{fold['pinball_ratio_vs_garch']:.4f}, MAE ratio {fold['mae_ratio_vs_naive']:.4f}, "
+            f"{float(headline):.0%} coverage {100 * fold['model']['coverage'][headline]:.1f}%"
         )
     lines.append("all folds pooled:")
     lines += metrics_table(payload["aggregate"])

@@ -1,10 +1,12 @@
-"""The retraining pipeline: explicit steps with typed inputs and outputs.
+"""The one train-evaluate-register-promote flow: explicit steps, typed inputs and outputs.
 
 ingest -> validate -> features -> train -> evaluate -> register -> promote
 
-One MLflow parent run per pipeline run, one nested run per step (with its duration). Any
-failure marks the run FAILED with the step and reason and leaves the champion alone: the alias
-moves only in the last step. A file lock keeps a second retrain from starting while one runs.
+`forecaster train` is this pipeline forced (it trains even without new data); `forecaster
+retrain` and the scheduler run it as it is. One MLflow parent run per pipeline run, one nested
+run per step (with its duration). Any failure marks the run FAILED with the step and reason and
+leaves the champion alone: the alias moves only in the last step, as the pure gate decides. A
+file lock keeps a second run from starting while one runs.
 """
 
 from __future__ import annotations
@@ -12,28 +14,33 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeVar
 
 import mlflow
+import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from forecaster.config import ForecasterConfig
 from forecaster.dataset import PreparedData, prepare
 from forecaster.errors import DataValidationError, ForecasterError
-from forecaster.evaluation import Evaluation
+from forecaster.evaluation import MODEL, NAIVE, Evaluation
+from forecaster.forecasters import QuantileForecaster
+from forecaster.forecasters.lstm import LSTMForecaster
+from forecaster.gate import ChampionScores, DayScores, Decision, GateConfig, decide
 from forecaster.inference import Forecaster
 from forecaster.registry import (
     CHAMPION,
-    PromotionDecision,
     alias_version,
-    champion_mae_on,
-    promote_if_better,
+    data_end,
+    latest_version,
+    model_quantiles,
     register,
+    set_champion,
 )
 from forecaster.schemas import validate_ohlcv
+from forecaster.scores import pinball_per_day
 from forecaster.sources import load_frames
 from forecaster.tracking import (
     TrackingError,
@@ -41,18 +48,18 @@ from forecaster.tracking import (
     log_datasets,
     log_epochs,
     log_pyfunc,
+    resolve_tracking_uri,
     setup_tracking,
 )
-from forecaster.train import TrainedModel, train_network
 from forecaster.windows import min_rows
 from pipelines.lock import exclusive_lock
 from pipelines.training import (
-    FittedFold,
-    evaluate_trained,
-    evaluation_summary,
+    FoldResult,
+    fit_baselines,
     input_example,
     log_figures,
     make_bundle,
+    score_on_test,
     version_tags,
 )
 
@@ -76,17 +83,19 @@ class Validated:
     frames: Mapping[str, pd.DataFrame]
     last_date: pd.Timestamp
     champion_version: str | None
-    champion_last_date: pd.Timestamp | None
+    # The newest data any comparable version (champion, or latest on the same tickers) saw.
+    seen_version: str | None
+    seen_last_date: pd.Timestamp | None
 
     @property
     def has_new_data(self) -> bool:
-        return self.champion_last_date is None or self.last_date > self.champion_last_date
+        return self.seen_last_date is None or self.last_date > self.seen_last_date
 
 
 @dataclass(frozen=True)
 class Evaluated:
-    fold: FittedFold
-    champion_mae: float | None
+    fold: FoldResult
+    champion: ChampionScores | None
 
 
 @dataclass(frozen=True)
@@ -94,20 +103,34 @@ class RetrainResult:
     status: str  # promoted, kept, skipped, partial (stopped early with --until)
     reason: str
     run_id: str | None
+    tracking_uri: str = ""
+    model_name: str = ""
     model_version: str | None = None
-    decision: PromotionDecision | None = None
+    decision: Decision | None = None
     evaluation: Evaluation | None = None
+    fold: FoldResult | None = None  # in-process forecasters and test windows (not serialised)
     step_seconds: Mapping[str, float] | None = None
 
+    @property
+    def model_uri(self) -> str | None:
+        return f"models:/{self.model_name}/{self.model_version}" if self.model_version else None
+
     def to_dict(self) -> dict[str, Any]:
+        trained = self.fold.trained if self.fold is not None else None
         return {
             "status": self.status,
             "reason": self.reason,
             "run_id": self.run_id,
+            "tracking_uri": self.tracking_uri,
+            "model_name": self.model_name,
             "model_version": self.model_version,
+            "model_uri": self.model_uri,
             "promoted": bool(self.decision and self.decision.promoted),
+            "decision": asdict(self.decision) if self.decision else None,
+            "epochs": len(trained.history) if trained else None,
+            "best_epoch": trained.best_epoch + 1 if trained else None,
             "step_seconds": dict(self.step_seconds or {}),
-            "metrics": evaluation_summary(self.evaluation) if self.evaluation else None,
+            "metrics": self.evaluation.summary() if self.evaluation else None,
         }
 
 
@@ -120,7 +143,8 @@ def ingest(config: ForecasterConfig) -> Ingested:
 
 
 def validate(data: Ingested, config: ForecasterConfig) -> Validated:
-    """Re-check the contract, the size needed for training, and whether there is new data."""
+    """Re-check the contract, the size needed for training, and whether there is new data
+    compared with the champion and with the latest version trained on the same tickers."""
     needed = min_rows(config.features, config.windows.lookback) * 3
     for ticker, frame in data.frames.items():
         validate_ohlcv(frame, origin=f"{ticker} (retrain)")
@@ -132,50 +156,78 @@ def validate(data: Ingested, config: ForecasterConfig) -> Validated:
     last_date = max(frame.index[-1] for frame in data.frames.values())
     name = config.tracking.model_name
     champion = alias_version(name, CHAMPION)
-    champion_last = None
-    if champion is not None:
-        tags = MlflowClient().get_model_version(name, champion).tags
-        data_range = tags.get("data_range", "")
-        if ".." in data_range:
-            champion_last = pd.Timestamp(data_range.split("..")[1])
-    return Validated(data.frames, last_date, champion, champion_last)
+    latest = latest_version(name, ",".join(data.frames))
+    seen: tuple[str | None, pd.Timestamp | None] = (None, None)
+    for version in dict.fromkeys(v for v in (champion, latest) if v is not None):
+        end = data_end(name, version)
+        if end is not None and (seen[1] is None or end > seen[1]):
+            seen = (version, end)
+    return Validated(data.frames, last_date, champion, *seen)
 
 
 def features(data: Validated, config: ForecasterConfig) -> PreparedData:
     return prepare(data.frames, config)
 
 
-def train(data: PreparedData, config: ForecasterConfig) -> TrainedModel:
-    trained = train_network(data.part("train"), data.part("val"), config)
-    log_epochs(trained.history)
-    return trained
+def train(data: PreparedData, config: ForecasterConfig) -> LSTMForecaster:
+    """Fit the LSTM; the baselines are fitted in the evaluate step, on the same fold."""
+    model = LSTMForecaster(config).fit(data)
+    if model.trained is not None:
+        log_epochs(model.trained.history)
+    return model
+
+
+def _champion_scores(
+    config: ForecasterConfig, version: str, data: PreparedData, ev: Evaluation
+) -> ChampionScores:
+    """The champion re-scored on the candidate's test days, on the levels both models have."""
+    uri = f"models:/{config.tracking.model_name}@{CHAMPION}"
+    try:
+        levels, q = model_quantiles(uri, data.frames, ev.windows)
+    except (MlflowException, TrackingError, OSError, ValueError, KeyError) as exc:
+        text = str(getattr(exc, "message", None) or exc).strip()
+        return ChampionScores(version, error=text.splitlines()[0] if text else type(exc).__name__)
+    ours = [i for i, lv in enumerate(ev.levels) if any(abs(lv - t) < 1e-9 for t in levels)]
+    theirs = [i for i, lv in enumerate(levels) if any(abs(lv - t) < 1e-9 for t in ev.levels)]
+    if not ours:
+        return ChampionScores(version, error="it shares no quantile level with the candidate")
+    w = ev.windows
+    y = np.log(w.target_close / w.last_close)
+    common = [ev.levels[i] for i in ours]
+    return ChampionScores(
+        version,
+        champion_pinball=pinball_per_day(q[:, theirs], y, common),
+        candidate_pinball=pinball_per_day(ev.forecasts[MODEL][:, ours], y, common),
+    )
 
 
 def evaluate_step(
-    data: PreparedData, trained: TrainedModel, validated: Validated, config: ForecasterConfig
+    data: PreparedData, model: LSTMForecaster, validated: Validated, config: ForecasterConfig
 ) -> Evaluated:
-    """Model, naive, linear and the current champion on exactly the same test days."""
-    fold = evaluate_trained(data, trained, config)
-    evaluation, test = fold.evaluation, fold.test
-    champion_mae = None
+    """Model, naive, GARCH, linear and the current champion on exactly the same test days."""
+    forecasters: dict[str, QuantileForecaster] = {MODEL: model, **fit_baselines(data, config)}
+    evaluation = score_on_test(data, forecasters, config)
+    fold = FoldResult(forecasters, evaluation)
+    champion = None
     if validated.champion_version is not None:
-        uri = f"models:/{config.tracking.model_name}@{CHAMPION}"
-        try:
-            champion_mae = champion_mae_on(uri, data.frames, test)
-            mlflow.log_metric("champion_mae", champion_mae)
-        except (MlflowException, TrackingError, OSError, ValueError) as exc:
-            # A champion that cannot be scored must not block every future retrain; the
-            # promote step decides what to do about it (and says so).
-            logger.warning("champion v%s could not be evaluated: %s",
-                           validated.champion_version, exc)  # fmt: skip
+        champion = _champion_scores(config, validated.champion_version, data, evaluation)
+        if champion.champion_pinball is not None:
+            mlflow.log_metric("champion_pinball", float(np.mean(champion.champion_pinball)))
+        else:
+            logger.warning("champion v%s could not be scored: %s", champion.version,
+                           champion.error)  # fmt: skip
+    summary = evaluation.summary(config.evaluation.lookahead_pinball_ratio)
     mlflow.log_metrics({f"test_{k}": v for k, v in evaluation.flat_metrics().items()})
-    mlflow.log_dict(evaluation_summary(evaluation), "evaluation.json")
-    log_figures(fold, config.model.interval_level)
-    return Evaluated(fold, champion_mae)
+    mlflow.log_dict(summary, "evaluation.json")
+    for flag in summary["red_flags"]:
+        logger.warning("red flag (probable look-ahead, check the data): %s", flag)
+    log_figures(fold, config)
+    return Evaluated(fold, champion)
 
 
 def register_step(data: PreparedData, evaluated: Evaluated, config: ForecasterConfig) -> str:
-    bundle = make_bundle(config, data.scaler, len(data.windows.feature_names))
+    n_features = len(data.windows.feature_names)
+    bundle = make_bundle(config, data.scaler, n_features, data.frames)
     forecaster = Forecaster(bundle, evaluated.fold.trained.network)
     info = log_pyfunc(forecaster, input_example(data.frames, bundle))
     mlflow.log_dict(data.scaler.to_dict(), "scaler.json")
@@ -184,14 +236,27 @@ def register_step(data: PreparedData, evaluated: Evaluated, config: ForecasterCo
     return register(info.model_uri, config.tracking.model_name, tags)
 
 
+def gate_scores(ev: Evaluation, name: str) -> DayScores:
+    s = ev.scores[name]
+    return DayScores(pinball=s.day_pinball, abs_error=s.day_abs_error, violations=s.day_violations)
+
+
 def promote_step(
-    data: PreparedData, evaluated: Evaluated, version: str, config: ForecasterConfig
-) -> PromotionDecision:
+    evaluated: Evaluated, version: str, config: ForecasterConfig, force: bool
+) -> Decision:
+    """Apply the pure gate's decision; the registry only moves the alias it says to."""
     ev = evaluated.fold.evaluation
-    return promote_if_better(
-        config.tracking.model_name, version, ev.model.mae, ev.naive.mae, data.frames,
-        evaluated.fold.test, champion_mae=evaluated.champion_mae,
-    )  # fmt: skip
+    gate = GateConfig(config.evaluation.dm_alpha, config.evaluation.kupiec_alpha)
+    decision = decide(
+        gate_scores(ev, MODEL), gate_scores(ev, NAIVE), evaluated.champion, gate, force=force
+    )
+    for criterion in decision.criteria:
+        mlflow.set_tag(f"gate.{criterion.name}", f"{'pass' if criterion.passed else 'fail'}: "
+                       f"{criterion.detail}"[:4000])  # fmt: skip
+    if decision.promoted:
+        set_champion(config.tracking.model_name, version)
+    logger.info("v%s %s", version, decision.reason)
+    return decision
 
 
 # --- orchestration ---------------------------------------------------------------------------
@@ -225,10 +290,11 @@ class _Runner:
 
 
 def _run_steps(
-    config: ForecasterConfig, force: bool, runner: _Runner, run_id: str
+    config: ForecasterConfig, options: RunOptions, runner: _Runner, run_id: str
 ) -> RetrainResult:
-    until = runner.until
-    partial = RetrainResult("partial", f"stopped after step {until}", run_id)
+    base = RetrainResult("partial", f"stopped after step {runner.until}", run_id,
+                         resolve_tracking_uri(config), config.tracking.model_name)  # fmt: skip
+    partial = base
 
     ingested = runner.step("ingest", lambda: ingest(config))
     if runner.stop_after("ingest"):
@@ -236,81 +302,105 @@ def _run_steps(
     validated = runner.step("validate", lambda: validate(ingested, config))
     log_datasets(validated.frames)
     mlflow.set_tag("data.last_date", str(validated.last_date.date()))
-    if not validated.has_new_data and not force:
-        champion_last = validated.champion_last_date
+    if not validated.has_new_data and not options.force:
+        seen = validated.seen_last_date
         reason = (
-            f"no new trading day since champion v{validated.champion_version}'s data ended "
-            f"({champion_last.date() if champion_last is not None else '?'}); "
-            "nothing to train (use --force to retrain anyway)"
+            f"no new trading day since the data of v{validated.seen_version} "
+            f"(ends {seen.date() if seen is not None else '?'}); nothing to train or register "
+            "(use --force to retrain anyway)"
         )
-        return RetrainResult("skipped", reason, run_id, step_seconds=runner.seconds)
+        return replace(base, status="skipped", reason=reason, step_seconds=runner.seconds)
     if runner.stop_after("validate"):
         return partial
     prepared = runner.step("features", lambda: features(validated, config))
     if runner.stop_after("features"):
         return partial
-    trained = runner.step("train", lambda: train(prepared, config))
+    model = runner.step("train", lambda: train(prepared, config))
     if runner.stop_after("train"):
         return partial
-    evaluated = runner.step("evaluate", lambda: evaluate_step(prepared, trained, validated, config))
+    evaluated = runner.step("evaluate", lambda: evaluate_step(prepared, model, validated, config))
     if runner.stop_after("evaluate"):
         return partial
     version = runner.step("register", lambda: register_step(prepared, evaluated, config))
-    if runner.stop_after("register"):
-        return partial
-    decision = runner.step("promote", lambda: promote_step(prepared, evaluated, version, config))
-    return RetrainResult(
+    if runner.stop_after("register") or not config.tracking.promote:
+        why = "stopped after step register" if config.tracking.promote else "tracking.promote off"
+        return replace(base, status="kept", reason=why, model_version=version,
+                       fold=evaluated.fold, evaluation=evaluated.fold.evaluation,
+                       step_seconds=runner.seconds)  # fmt: skip
+    decision = runner.step(
+        "promote", lambda: promote_step(evaluated, version, config, options.replace_champion)
+    )
+    return replace(
+        base,
         status="promoted" if decision.promoted else "kept",
         reason=decision.reason,
-        run_id=run_id,
         model_version=version,
         decision=decision,
         evaluation=evaluated.fold.evaluation,
+        fold=evaluated.fold,
         step_seconds=runner.seconds,
     )
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    force: bool = False  # train and register even without new data
+    replace_champion: bool = False  # replace a champion that cannot be scored
+    until: str = "promote"
+
+
 def run_retrain(
-    config: ForecasterConfig, *, force: bool = False, until: str = "promote"
+    config: ForecasterConfig,
+    *,
+    force: bool = False,
+    until: str = "promote",
+    replace_champion: bool | None = None,
+    name: str = "retrain",
 ) -> RetrainResult:
-    """Run the pipeline once under the lock; raises RetrainError (champion untouched) on failure."""
+    """Run the pipeline once under the lock; raises RetrainError (champion untouched) on failure.
+
+    `replace_champion` defaults to `force`: `forecaster retrain --force` also replaces a
+    champion that cannot be scored; `forecaster train` trains anyway but asks for its own
+    `--force` before replacing one.
+    """
     if until not in STEPS:
         raise RetrainError(f"unknown step {until!r}; steps: {', '.join(STEPS)}")
+    options = RunOptions(force, force if replace_champion is None else replace_champion, until)
     with exclusive_lock(config.data.data_dir / "retrain.lock"):
         experiment_id = setup_tracking(config)
         try:
-            result = _run_parent(config, force, until, experiment_id)
+            result = _run_parent(config, options, experiment_id, name)
         except MlflowException as exc:
             # Closing a run failed too: the tracking server went away mid-run.
             if isinstance(exc.__context__, RetrainError):
                 raise exc.__context__ from exc
             text = str(exc.message).strip().splitlines()
             raise RetrainError(
-                f"retrain failed: MLflow unreachable ({text[0] if text else exc}); the "
+                f"{name} failed: MLflow unreachable ({text[0] if text else exc}); the "
                 "champion was not changed"
             ) from exc
-    logger.info("retrain %s: %s", result.status, result.reason)
+    logger.info("%s %s: %s", name, result.status, result.reason)
     return result
 
 
 def _run_parent(
-    config: ForecasterConfig, force: bool, until: str, experiment_id: str
+    config: ForecasterConfig, options: RunOptions, experiment_id: str, name: str
 ) -> RetrainResult:
-    with mlflow.start_run(experiment_id=experiment_id, run_name="retrain") as parent:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as parent:
         run_id = parent.info.run_id
-        mlflow.set_tags({"pipeline": "retrain", "pipeline.force": str(force)})
+        mlflow.set_tags({"pipeline": name, "pipeline.force": str(options.force)})
         log_config(config)
-        runner = _Runner(until, experiment_id)
+        runner = _Runner(options.until, experiment_id)
         try:
-            result = _run_steps(config, force, runner, run_id)
+            result = _run_steps(config, options, runner, run_id)
         except Exception as exc:
             text = str(exc).strip()
             reason = text.splitlines()[0] if text else type(exc).__name__
             _mark_failed(runner.current, reason)
             raise RetrainError(
-                f"retrain failed at step {runner.current}: {reason}; the champion was not changed"
+                f"{name} failed at step {runner.current}: {reason}; the champion was not changed"
             ) from exc
-        mlflow.set_tags({"pipeline.status": result.status, "pipeline.reason": result.reason})
+        mlflow.set_tags({"pipeline.status": result.status, "pipeline.reason": result.reason[:4000]})
         if result.step_seconds:
             mlflow.log_metrics({f"step_{k}_s": v for k, v in result.step_seconds.items()})
     return result
@@ -323,18 +413,3 @@ def _mark_failed(step: str, reason: str) -> None:
                          "pipeline.reason": reason[:4000]})  # fmt: skip
     except (MlflowException, OSError, TrackingError) as exc:
         logger.warning("could not record the failure on the run: %s", exc)
-
-
-def retrain_text(result: RetrainResult) -> str:
-    lines = [f"retrain {result.status}: {result.reason}"]
-    if result.run_id:
-        lines.append(f"run {result.run_id}")
-    if result.step_seconds:
-        lines.append("steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.step_seconds.items()))
-    if result.evaluation is not None:
-        ev = result.evaluation
-        lines.append(
-            f"test MAE {ev.model.mae:.4f} vs naive {ev.naive.mae:.4f} (ratio "
-            f"{ev.mae_ratio_vs_naive:.4f}), linear {ev.linear.mae:.4f}"
-        )
-    return "\n".join(lines)

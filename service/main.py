@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from forecaster import __version__
+from forecaster.errors import ModelMismatchError
 from service.calendar import TradingCalendar
 from service.history import HistoryStore, make_source
 from service.metrics import ServiceMetrics
@@ -42,6 +43,7 @@ def build_state(settings: ServiceSettings, metrics: ServiceMetrics) -> ServiceSt
             settings.retry_max_seconds,
             on_event=lambda outcome: metrics.reloads.labels(outcome).inc(),
             fallback_alias=settings.fallback_alias,
+            data_settings=(settings.data_source, settings.auto_adjust),
         ),
         history=HistoryStore(make_source(settings), settings.history_ttl_seconds),
         calendar=TradingCalendar(),
@@ -61,6 +63,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         state.prediction_log.start()
         app.state.service = state
         await state.models.refresh()
+        if state.models.current is None and state.models.conflict:
+            # The model this service is configured to serve contradicts its settings: refuse to
+            # start rather than serve nothing, or serve it wrongly.
+            state.prediction_log.close()
+            raise ModelMismatchError(f"refusing to start: {state.models.conflict}")
         watcher = asyncio.create_task(state.models.watch(settings.reload_interval_seconds))
         current = state.models.current
         serving = f"v{current.version} (alias {current.alias})" if current else "nothing yet"

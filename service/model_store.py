@@ -17,6 +17,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from forecaster.errors import ModelMismatchError
 from forecaster.inference import Forecaster, StockForecastModel
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,6 @@ class LoadedModel:
     forecaster: Forecaster
     loaded_at: datetime
     tags: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
 
 
 class ModelStore:
@@ -43,8 +43,13 @@ class ModelStore:
         retry_max_seconds: float = 60.0,
         on_event: Callable[[str], None] | None = None,
         fallback_alias: str | None = None,
+        data_settings: tuple[str, bool] | None = None,
     ) -> None:
         self.fallback_alias = fallback_alias
+        # (data_source, auto_adjust) the service reads history with; a bundle trained on
+        # something else is refused.
+        self.data_settings = data_settings
+        self.conflict: str | None = None
         self.on_event = on_event or (lambda outcome: None)
         self.tracking_uri = tracking_uri
         self.name = name
@@ -80,12 +85,11 @@ class ModelStore:
                 f"models:/{self.name}/{version} is not a forecaster model "
                 f"({type(python_model).__name__})"
             )
+        if self.data_settings is not None:
+            conflict = python_model.forecaster.bundle.conflict(*self.data_settings)
+            if conflict:
+                raise ModelMismatchError(f"{self.name} v{version}: {conflict}")
         tags = dict(client.get_model_version(self.name, version).tags)
-        metrics: dict[str, float] = {}
-        try:
-            metrics = dict(client.get_run(run_id).data.metrics)
-        except MlflowException as exc:
-            logger.warning("could not read metrics of run %s: %s", run_id, exc)
         return LoadedModel(
             name=self.name,
             version=version,
@@ -94,7 +98,6 @@ class ModelStore:
             forecaster=python_model.forecaster,
             loaded_at=datetime.now(UTC),
             tags=tags,
-            metrics=metrics,
         )
 
     async def refresh(self) -> bool:
@@ -118,6 +121,7 @@ class ModelStore:
             try:
                 loaded = await asyncio.to_thread(self._load, version, run_id, alias)
             except Exception as exc:  # any failure to load must leave the old model serving
+                self.conflict = str(exc) if isinstance(exc, ModelMismatchError) else None
                 self.on_event("failed")
                 self.last_error = f"loading {self.name} v{version} failed: {_first_line(exc)}"
                 logger.error("%s; still serving %s", self.last_error, self.describe())
@@ -125,6 +129,7 @@ class ModelStore:
             previous = self.describe()
             self.current = loaded
             self.last_error = None
+            self.conflict = None
             self.on_event("loaded")
             logger.info("now serving %s v%s (was %s)", self.name, version, previous)
             return True

@@ -70,9 +70,19 @@ class PredictionResponse(BaseModel):
     as_of: date = Field(description="last trading day of the history used")
     target_date: date = Field(description="the trading day being forecast (NYSE calendar)")
     last_close: float
-    predicted_close: float
-    predicted_return: float = Field(description="log return from last_close")
-    interval: Interval
+    predicted_close: float = Field(description="median of the forecast distribution")
+    predicted_return: float = Field(description="median log return from last_close")
+    interval: Interval = Field(description="the model's headline central interval")
+    quantiles: dict[str, float] = Field(
+        description="forecast close at each quantile level, keyed by level ('0.05', ..., '0.95')"
+    )
+    intervals: dict[str, Interval] = Field(
+        description="central intervals keyed by nominal coverage ('0.5', '0.8', '0.9')"
+    )
+    volatility: float = Field(
+        description="the model's implied one-day standard deviation of the log return "
+        "(normal-equivalent, from the quantile spread)"
+    )
     model: ModelRef
     history_source: str = Field(description="'server' or 'request'")
 
@@ -108,7 +118,10 @@ class ModelInfo(BaseModel):
     test_range: str | None
     lookback: int
     interval_level: float
-    test_metrics: dict[str, float] = Field(description="model and naive test metrics")
+    test_metrics: dict[str, float] = Field(
+        description="the version's test scores: MAE vs naive persistence, pinball vs naive "
+        "and GARCH"
+    )
 
 
 class Health(BaseModel):

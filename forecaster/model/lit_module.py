@@ -33,7 +33,7 @@ class LitForecaster(pl.LightningModule):
         self.save_hyperparameters(ignore=["network"])
         self.network = network
         self.register_buffer("quantiles", torch.tensor(list(quantiles), dtype=torch.float32))
-        self.median_index = len(quantiles) // 2
+        self.median_index = network.median_index
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)  # type: ignore[no-any-return]

@@ -13,9 +13,9 @@ class LSTMQuantileNet(nn.Module):
     """Maps (batch, lookback, n_features) windows to ordered quantiles of the next log return.
 
     The head predicts the median and positive offsets (softplus) below and above it,
-    so the quantiles cannot cross. Outputs are in return units: the head works in units of
-    `target_scale` (the training targets' standard deviation), kept as a buffer so the weights
-    file carries it.
+    so the quantiles cannot cross by construction (no sorting after the fact). Outputs are in
+    return units: the head works in units of `target_scale` (the training targets' standard
+    deviation), kept as a buffer so the weights file carries it.
     """
 
     target_scale: torch.Tensor
@@ -28,10 +28,17 @@ class LSTMQuantileNet(nn.Module):
         dropout: float = 0.1,
         n_quantiles: int = 3,
         target_scale: float = 1.0,
+        median_index: int | None = None,
+        vol_feature: int | None = None,
     ) -> None:
         super().__init__()
-        if n_quantiles % 2 != 1:
-            raise ValueError("n_quantiles must be odd: a median plus symmetric tails")
+        # Index of the trailing-volatility feature: when set, the head forecasts the return in
+        # units of the window's own realised volatility (the scaler's inverse recovers it from
+        # the scaled input), so the bands widen and narrow with the regime by construction.
+        self.vol_feature = vol_feature
+        self.median_index = n_quantiles // 2 if median_index is None else median_index
+        if not 0 <= self.median_index < n_quantiles:
+            raise ValueError(f"median_index {median_index} is outside 0..{n_quantiles - 1}")
         self.n_quantiles = n_quantiles
         self.lstm = nn.LSTM(
             input_size=n_features,
@@ -42,16 +49,27 @@ class LSTMQuantileNet(nn.Module):
         )
         self.head = nn.Linear(hidden_size, n_quantiles)
         self.register_buffer("target_scale", torch.tensor(float(target_scale)))
+        # Inverse of the feature scaler for the volatility feature (centre, scale).
+        self.register_buffer("vol_unscale", torch.tensor([0.0, 1.0]))
+
+    def set_vol_unscale(self, center: float, scale: float) -> None:
+        self.vol_unscale = torch.tensor([float(center), float(scale)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         output, _ = self.lstm(x)
-        raw = self.head(output[:, -1, :])
-        return self.to_quantiles(raw) * self.target_scale
+        quantiles = self.to_quantiles(self.head(output[:, -1, :]))
+        if self.vol_feature is None:
+            return quantiles * self.target_scale
+        vol = x[:, -1, self.vol_feature] * self.vol_unscale[1] + self.vol_unscale[0]
+        # Floor: a flat stretch of prices must not collapse the bands to nothing.
+        vol = torch.clamp(vol, min=0.1 * float(self.target_scale))
+        return quantiles * vol.unsqueeze(1)
 
     def to_quantiles(self, raw: torch.Tensor) -> torch.Tensor:
-        """Column order: lower tails (outermost first), median, upper tails (innermost first)."""
-        half = self.n_quantiles // 2
-        median = raw[:, half : half + 1]
-        below = nn.functional.softplus(raw[:, :half]).flip(1).cumsum(1).flip(1)
-        above = nn.functional.softplus(raw[:, half + 1 :]).cumsum(1)
+        """Quantiles in increasing level order: the median plus cumulated positive offsets
+        outward on each side, so no two can cross whatever the weights."""
+        m = self.median_index
+        median = raw[:, m : m + 1]
+        below = nn.functional.softplus(raw[:, :m]).flip(1).cumsum(1).flip(1)
+        above = nn.functional.softplus(raw[:, m + 1 :]).cumsum(1)
         return torch.cat([median - below, median, median + above], dim=1)

@@ -7,9 +7,21 @@ from service.schemas import ModelInfo
 
 router = APIRouter(prefix="/v1", tags=["model"])
 
-_REPORTED = ("test_model_mae", "test_naive_mae", "test_linear_mae", "test_mae_ratio_vs_naive",
-             "test_model_coverage", "test_model_rmse", "test_naive_rmse",
-             "test_model_directional_accuracy", "test_up_day_share")  # fmt: skip
+# Version tag -> reported name: the scores the version was registered with, on its test days.
+_REPORTED = {"test_mae": "test_model_mae", "naive_mae": "test_naive_mae",
+             "mae_ratio_vs_naive": "test_mae_ratio_vs_naive", "test_pinball": "test_model_pinball",
+             "pinball_ratio_vs_naive": "test_pinball_ratio_vs_naive",
+             "pinball_ratio_vs_garch": "test_pinball_ratio_vs_garch"}  # fmt: skip
+
+
+def _reported(tags: dict[str, str]) -> dict[str, float]:
+    out = {}
+    for tag, name in _REPORTED.items():
+        try:
+            out[name] = float(tags[tag])
+        except (KeyError, ValueError):
+            continue
+    return out
 
 
 @router.get("/model", response_model=ModelInfo, responses={503: {"description": "no model"}})
@@ -26,5 +38,5 @@ async def model_info(model: Model) -> ModelInfo:
         test_range=model.tags.get("test_range"),
         lookback=bundle.lookback,
         interval_level=bundle.interval_level,
-        test_metrics={k: v for k, v in model.metrics.items() if k in _REPORTED},
+        test_metrics=_reported(model.tags),
     )

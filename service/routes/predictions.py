@@ -8,7 +8,9 @@ from typing import Any
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Request, Response
 
+from forecaster.config import level_key
 from forecaster.errors import DataValidationError, SourceUnavailableError, TickerNotFoundError
+from forecaster.inference import implied_volatility
 from forecaster.schemas import FrameMeta, validate_ohlcv, with_meta
 from service.deps import Model, State
 from service.history import PreparedHistory, prepare
@@ -92,27 +94,33 @@ async def predict_one(
         # for cached tickers are not queued behind it.
         prepared = await asyncio.to_thread(_client_history, state, model, body)
         source = "request"
-    quantiles = prepared.quantiles
-    lower, median, upper = (float(quantiles[i]) for i in (0, len(quantiles) // 2, -1))
+    bundle = model.forecaster.bundle
+    q = prepared.quantiles
     try:
-        closes = [prepared.last_close * math.exp(r) for r in (lower, median, upper)]
+        prices = [prepared.last_close * math.exp(float(r)) for r in q]
     except OverflowError:
-        closes = [math.inf] * 3
-    if not all(math.isfinite(v) for v in (*closes, median)):
+        prices = [math.inf]
+    if not all(math.isfinite(v) for v in (*prices, *q.tolist())):
         raise HTTPException(
             status_code=422,
             detail="this history gives a non-finite forecast; check its prices and volumes",
         )
+    intervals = {}
+    for coverage in bundle.served_intervals:
+        lo, hi = bundle.interval_columns(coverage)
+        intervals[level_key(coverage)] = Interval(lower=prices[lo], upper=prices[hi],
+                                                  level=coverage)  # fmt: skip
     response = PredictionResponse(
         ticker=body.ticker,
         as_of=prepared.as_of.date(),
         target_date=state.calendar.next_session(prepared.as_of),
         last_close=prepared.last_close,
-        predicted_close=closes[1],
-        predicted_return=median,
-        interval=Interval(
-            lower=closes[0], upper=closes[2], level=model.forecaster.bundle.interval_level
-        ),
+        predicted_close=prices[bundle.median_index],
+        predicted_return=float(q[bundle.median_index]),
+        interval=intervals[level_key(bundle.interval_level)],
+        quantiles={level_key(lv): prices[i] for i, lv in enumerate(bundle.quantiles)},
+        intervals=intervals,
+        volatility=float(implied_volatility(q[None, :], bundle.quantiles)[0]),
         model=ModelRef(name=model.name, version=model.version, run_id=model.run_id),
         history_source=source,
     )

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -57,6 +58,7 @@ def test_happy_path_records_every_step(tiny: ForecasterConfig) -> None:
     assert set(steps) == set(STEPS)
     assert all("duration_s" in r.data.metrics for r in steps.values())
     assert "test_model_mae" in steps["evaluate"].data.metrics
+    assert "test_pinball_ratio_vs_garch" in steps["evaluate"].data.metrics
     promoted = result.decision is not None and result.decision.promoted
     assert (alias_version("stock-lstm", CHAMPION) == "1") is promoted
 
@@ -65,11 +67,30 @@ def test_no_new_data_is_skipped_unless_forced(trained_once: tuple[ForecasterConf
     config, _champion = trained_once
     skipped = run_retrain(config)
     assert skipped.status == "skipped"
-    assert "no new trading day since champion" in skipped.reason
+    assert "no new trading day since the data of v1" in skipped.reason
     assert skipped.model_version is None
     forced = run_retrain(config, force=True)
     assert forced.status in ("promoted", "kept")
     assert forced.model_version == "2"
+
+
+def test_unchanged_data_registers_nothing_even_without_a_champion(tiny: ForecasterConfig) -> None:
+    first = run_retrain(tiny)
+    assert first.model_version == "1"
+    # Put the registry in the state where no version has earned champion.
+    client = MlflowClient(tiny.tracking.tracking_uri)
+    if alias_version("stock-lstm", CHAMPION) is not None:
+        client.delete_registered_model_alias("stock-lstm", CHAMPION)
+    second = run_retrain(tiny)
+    assert second.status == "skipped"
+    assert "v1" in second.reason
+    assert len(client.search_model_versions("name='stock-lstm'")) == 1
+    # Data that ends earlier than what v1 saw is not new either.
+    earlier = tiny.model_copy(
+        update={"data": tiny.data.model_copy(update={"end": pd.Timestamp("2018-11-30").date()})}
+    )
+    assert run_retrain(earlier).status == "skipped"
+    assert len(client.search_model_versions("name='stock-lstm'")) == 1
 
 
 @pytest.mark.parametrize("failure", ["source", "nan_loss"])

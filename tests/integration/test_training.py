@@ -15,93 +15,116 @@ from mlflow import MlflowClient
 
 from forecaster.config import ForecasterConfig
 from forecaster.dataset import prepare
-from forecaster.registry import (
-    CHALLENGER,
-    CHAMPION,
-    alias_version,
-    champion_mae_on,
-    promote_if_better,
-)
+from forecaster.registry import CHALLENGER, alias_version, model_quantiles
 from forecaster.sources import load_frames
 from forecaster.train import train_network
-from pipelines.training import TrainResult, run_train
+from pipelines.retrain import RetrainResult, run_retrain
 from tests.integration.conftest import tiny_config
 
 pytestmark = pytest.mark.slow
+
+LEVELS = [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95]
 
 
 @pytest.fixture(scope="module")
 def trained(
     tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[ForecasterConfig, TrainResult]:
+) -> tuple[ForecasterConfig, RetrainResult]:
     config = tiny_config(tmp_path_factory.mktemp("train") / "data")
-    return config, run_train(config)
+    return config, run_retrain(config, force=True, name="train")
+
+
+def step_run(config: ForecasterConfig, parent: str, step: str) -> mlflow.entities.Run:
+    client = MlflowClient(config.tracking.tracking_uri)
+    experiment = client.get_run(parent).info.experiment_id
+    (run,) = client.search_runs(
+        [experiment],
+        f"tags.`mlflow.parentRunId` = '{parent}' and tags.`pipeline.step` = '{step}'",
+    )
+    return run
 
 
 def test_run_records_params_metrics_datasets_and_artifacts(
-    trained: tuple[ForecasterConfig, TrainResult],
+    trained: tuple[ForecasterConfig, RetrainResult],
 ) -> None:
     config, result = trained
     client = MlflowClient(config.tracking.tracking_uri)
-    run = client.get_run(result.run_id)
+    run = client.get_run(str(result.run_id))
     params = run.data.params
+    assert run.data.tags["pipeline"] == "train"
     assert params["windows.lookback"] == "10"
     assert params["model.hidden_size"] == "8"
     assert params["data.source"] == "sample"
-    assert json.loads(params["model.quantiles"]) == pytest.approx([0.1, 0.5, 0.9])
-    metrics = run.data.metrics
-    for key in ("test_model_mae", "test_naive_mae", "test_linear_mae", "test_model_coverage",
-                "test_mae_ratio_vs_naive", "test_up_day_share", "test_dm_pvalue"):  # fmt: skip
-        assert key in metrics
-    assert metrics["test_mae_ratio_vs_naive"] == pytest.approx(
-        metrics["test_model_mae"] / metrics["test_naive_mae"]
-    )
-    history = client.get_metric_history(result.run_id, "val_loss")
-    assert [m.step for m in history] == list(range(result.epochs))
+    assert json.loads(params["model.quantiles"]) == pytest.approx(LEVELS)
     (dataset_input,) = run.inputs.dataset_inputs
     tags = {t.key: t.value for t in dataset_input.tags}
     assert tags["ticker"] == "^GSPC"
     assert tags["first_date"] == "2014-01-02"
     assert tags["last_date"] == "2018-12-31"
     assert tags["adjustment"] == "adjusted"
-    assert dataset_input.dataset.digest
     assert run.data.tags["data._GSPC.digest"] == dataset_input.dataset.digest
-    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
-    assert {"config.yaml", "scaler.json", "evaluation.json", "plots"} <= artifacts
-    plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
-    assert plots == {"plots/forecast__GSPC.png", "plots/residuals.png", "plots/training_curves.png"}
+
+    evaluate = step_run(config, str(result.run_id), "evaluate")
+    metrics = evaluate.data.metrics
+    for name in ("model", "naive", "garch", "linear"):
+        for key in ("mae", "pinball", "crps", "coverage_0.5", "kupiec_pvalue_0.9", "winkler_0.8"):
+            assert f"test_{name}_{key}" in metrics, f"test_{name}_{key}"
+    for key in ("mae_ratio_vs_naive", "pinball_ratio_vs_naive", "pinball_ratio_vs_garch",
+                "dm_pinball_vs_naive_pvalue", "dm_pinball_vs_garch_pvalue"):  # fmt: skip
+        assert f"test_{key}" in metrics, key
+    assert metrics["test_pinball_ratio_vs_naive"] == pytest.approx(
+        metrics["test_model_pinball"] / metrics["test_naive_pinball"]
+    )
+    train = step_run(config, str(result.run_id), "train")
+    history = client.get_metric_history(train.info.run_id, "val_loss")
+    assert [m.step for m in history] == list(range(len(result.fold.trained.history)))  # type: ignore[union-attr]
+    artifacts = {a.path for a in client.list_artifacts(evaluate.info.run_id)}
+    assert {"evaluation.json", "plots"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(evaluate.info.run_id, "plots")}
+    assert plots == {
+        "plots/return_bands_model__GSPC.png", "plots/return_bands_garch__GSPC.png",
+        "plots/forecast__GSPC.png", "plots/pit.png", "plots/calibration.png",
+        "plots/training_curves.png",
+    }  # fmt: skip
 
 
-def test_version_is_registered_as_challenger_with_tags(
-    trained: tuple[ForecasterConfig, TrainResult],
+def test_version_is_registered_as_challenger_with_tags_and_a_gate_decision(
+    trained: tuple[ForecasterConfig, RetrainResult],
 ) -> None:
     config, result = trained
     mlflow.set_tracking_uri(config.tracking.tracking_uri)
     assert alias_version("stock-lstm", CHALLENGER) == result.model_version
-    version = MlflowClient().get_model_version("stock-lstm", result.model_version)
+    version = MlflowClient().get_model_version("stock-lstm", str(result.model_version))
     assert version.tags["tickers"] == "^GSPC"
     assert version.tags["data_range"] == "2014-01-02..2018-12-31"
-    assert version.run_id == result.run_id
-    expected = result.evaluation.model.mae < result.evaluation.naive.mae
+    assert float(version.tags["pinball_ratio_vs_naive"]) > 0
     assert result.decision is not None
-    assert result.decision.promoted is expected
-    assert (alias_version("stock-lstm", CHAMPION) == result.model_version) is expected
+    names = [c.name for c in result.decision.criteria]
+    assert names == ["pinball_beats_naive", "point_not_worse_than_persistence",
+                     "intervals_calibrated", "beats_champion"]  # fmt: skip
+    promote = step_run(config, str(result.run_id), "promote")
+    assert set(promote.data.tags) >= {f"gate.{n}" for n in names}
 
 
 def test_served_model_gives_the_in_process_numbers(
-    trained: tuple[ForecasterConfig, TrainResult],
+    trained: tuple[ForecasterConfig, RetrainResult],
 ) -> None:
     config, result = trained
+    assert result.fold is not None
     mlflow.set_tracking_uri(config.tracking.tracking_uri)
-    model = mlflow.pyfunc.load_model(f"models:/stock-lstm/{result.model_version}")
+    model = mlflow.pyfunc.load_model(str(result.model_uri))
     frame = load_frames(config.data)["^GSPC"]
     history = frame.reset_index()
     out = model.predict(history, params={"all_days": True}).set_index("as_of")
     test = result.fold.test
+    expected = result.fold.evaluation.forecasts["model"]
     rows = out.loc[test.end_dates]
-    np.testing.assert_array_equal(rows["predicted_return"].to_numpy(), result.fold.quantiles[:, 1])
-    np.testing.assert_array_equal(rows["lower_return"].to_numpy(), result.fold.quantiles[:, 0])
-    np.testing.assert_array_equal(rows["upper_return"].to_numpy(), result.fold.quantiles[:, 2])
+    for i, level in enumerate(LEVELS):
+        np.testing.assert_array_equal(rows[f"q{level:g}"].to_numpy(), expected[:, i])
+    np.testing.assert_array_equal(rows["predicted_return"].to_numpy(), expected[:, 3])
+    np.testing.assert_array_equal(rows["lower_return"].to_numpy(), expected[:, 1])
+    np.testing.assert_array_equal(rows["upper_return"].to_numpy(), expected[:, 5])
+    assert (rows["volatility"] > 0).all()
     # The live forecast (last day, no target yet) agrees with the tail-only fast path.
     live = model.predict(history)
     assert len(live) == 1
@@ -109,52 +132,24 @@ def test_served_model_gives_the_in_process_numbers(
     np.testing.assert_allclose(
         live["predicted_return"].iloc[0], out["predicted_return"].iloc[-1], rtol=1e-5
     )
-    # Quantiles never cross.
-    assert (out["lower_return"] <= out["predicted_return"]).all()
-    assert (out["predicted_return"] <= out["upper_return"]).all()
+    quantiles = out[[f"q{level:g}" for level in LEVELS]].to_numpy()
+    assert (np.diff(quantiles, axis=1) > 0).all()
 
-
-def test_promotion_gate(trained: tuple[ForecasterConfig, TrainResult]) -> None:
-    config, result = trained
-    mlflow.set_tracking_uri(config.tracking.tracking_uri)
-    client = MlflowClient()
-    name = "gate-test"
-    client.create_registered_model(name)
-    v1 = str(client.create_model_version(name, result.model_uri, result.run_id).version)
-    v2 = str(client.create_model_version(name, result.model_uri, result.run_id).version)
-    frames = load_frames(config.data)
-    test = result.fold.test
-
-    worse_than_naive = promote_if_better(name, v1, 10.0, 9.0, frames, test)
-    assert not worse_than_naive.promoted
-    assert "does not beat naive persistence" in worse_than_naive.reason
-    assert alias_version(name, CHAMPION) is None
-
-    first = promote_if_better(name, v1, 8.0, 9.0, frames, test)
-    assert first.promoted
-    assert alias_version(name, CHAMPION) == v1
-
-    champion_mae = champion_mae_on(f"models:/{name}@{CHAMPION}", frames, test)
-    assert champion_mae == pytest.approx(result.evaluation.model.mae, rel=1e-9)
-    not_better = promote_if_better(name, v2, champion_mae, champion_mae * 1.1, frames, test)
-    assert not not_better.promoted
-    assert not_better.champion_mae == pytest.approx(champion_mae)
-    assert alias_version(name, CHAMPION) == v1
-
-    better = promote_if_better(name, v2, champion_mae * 0.999, champion_mae * 1.1, frames, test)
-    assert better.promoted
-    assert alias_version(name, CHAMPION) == v2
+    # Re-scoring a registered model (what the gate does to the champion) gives the same numbers.
+    levels, q = model_quantiles(str(result.model_uri), {"^GSPC": frame}, test)
+    assert list(levels) == pytest.approx(LEVELS)
+    np.testing.assert_array_equal(q, expected)
 
 
 def test_training_is_deterministic_with_a_fixed_seed(tiny: ForecasterConfig) -> None:
     data = prepare(load_frames(tiny.data), tiny)
     train, val, test = data.part("train"), data.part("val"), data.part("test")
-    first = train_network(train, val, tiny)
-    second = train_network(train, val, tiny)
+    first = train_network(train, val, tiny, data.scaler)
+    second = train_network(train, val, tiny, data.scaler)
     assert [replace(r) for r in first.history] == second.history
     np.testing.assert_array_equal(first.predict(test.x), second.predict(test.x))
     other_seed = tiny.model_copy(update={"training": tiny.training.model_copy(update={"seed": 7})})
-    third = train_network(train, val, other_seed)
+    third = train_network(train, val, other_seed, data.scaler)
     assert not np.array_equal(first.predict(test.x), third.predict(test.x))
 
 
@@ -199,25 +194,52 @@ def test_cli_train_json_and_backtest_on_a_user_csv(
     assert payload["model_name"] == "stock-lstm"
     assert payload["model_version"] == "1"
     assert isinstance(payload["promoted"], bool)
-    for block in ("model", "naive", "linear"):
-        assert set(payload["metrics"][block]) >= {"mae", "rmse", "mape", "directional_accuracy"}
+    for block in ("model", "naive", "linear", "garch"):
+        assert set(payload["metrics"][block]) >= {"mae", "rmse", "mape", "directional_accuracy",
+                                                  "pinball", "crps"}  # fmt: skip
+    assert payload["metrics"]["naive"]["directional_accuracy"] is None
 
     # Any Yahoo-style CSV: write a slice of the sample in Yahoo's own layout.
     frame = load_frames(tiny_config(data_dir).data)["^GSPC"]
     csv = tmp_path / "SPX.csv"
     frame.rename(columns=str.title).rename_axis("Date").to_csv(csv)
-    args = ["-q", "backtest", "--csv", str(csv), "--folds", "2", *sets, "--json"]
+    predictions = tmp_path / "out" / "predictions.csv"
+    args = ["-q", "backtest", "--csv", str(csv), "--folds", "2", *sets, "--json",
+            "--predictions", str(predictions)]  # fmt: skip
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out)
     assert len(result["folds"]) == 2
     for summary in (*result["folds"], result["aggregate"]):
-        for block in ("model", "naive", "linear"):
-            assert {"mae", "rmse", "mape", "directional_accuracy"} <= set(summary[block])
+        for block in ("model", "naive", "linear", "garch"):
+            assert {"mae", "rmse", "mape", "directional_accuracy", "pinball", "crps"} <= set(
+                summary[block]
+            )
+            for key in ("coverage", "winkler", "kupiec_pvalue"):
+                assert set(summary[block][key]) == {"0.5", "0.8", "0.9"}
         assert {"coverage", "interval_width"} <= set(summary["model"])
         assert 0.9 < summary["mae_ratio_vs_naive"] < 1.1
         assert 0.3 < summary["up_day_share"] < 0.7
+        for key in ("dm_pinball_vs_naive", "dm_pinball_vs_garch"):
+            assert set(summary[key]) == {"statistic", "pvalue"}
+        assert summary["pinball_ratio_vs_naive"] > 0
+        assert summary["pinball_ratio_vs_garch"] > 0
     assert result["folds"][0]["test_end"] < result["folds"][1]["test_start"]
     assert result["aggregate"]["n_days"] == sum(f["n_days"] for f in result["folds"])
+
+    # The predictions file: every test day of every fold, re-scorable with any tool.
+    import pandas as pd
+
+    table = pd.read_csv(predictions)
+    assert list(table.columns) == ["ticker", "as_of", "target_date", "last_close",
+                                   "actual_close", *(f"q{lv:g}" for lv in LEVELS)]  # fmt: skip
+    assert len(table) == result["aggregate"]["n_days"]
+    assert table["as_of"].is_monotonic_increasing
+    q = table[[f"q{lv:g}" for lv in LEVELS]].to_numpy()
+    y = np.log(table["actual_close"] / table["last_close"]).to_numpy()
+    from forecaster.scores import pinball_per_day
+
+    rescored = pinball_per_day(np.log(q / table["last_close"].to_numpy()[:, None]), y, LEVELS)
+    assert rescored.mean() == pytest.approx(result["aggregate"]["model"]["pinball"], rel=1e-9)
 
 
 def test_unreachable_tracking_server_is_one_line(

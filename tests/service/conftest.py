@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
-from pipelines.training import TrainResult, run_train
+from pipelines.retrain import RetrainResult, run_retrain
 from service.main import create_app
 from service.settings import ServiceSettings
 from tests.integration.conftest import tiny_config
@@ -25,7 +25,15 @@ API_KEY = "test-admin-key"
 class Registry:
     data_dir: Path
     tracking_uri: str
-    result: TrainResult
+    result: RetrainResult
+
+    @property
+    def version_run_id(self) -> str:
+        """The run the registered model was logged in (the pipeline's register step)."""
+        version = MlflowClient(self.tracking_uri).get_model_version(
+            "stock-lstm", str(self.result.model_version)
+        )
+        return str(version.run_id)
 
     def promote(self, version: str) -> None:
         MlflowClient(self.tracking_uri).set_registered_model_alias(
@@ -36,7 +44,7 @@ class Registry:
         """Register the trained model (or any source) again as a new version."""
         client = MlflowClient(self.tracking_uri)
         version = client.create_model_version(
-            "stock-lstm", source or self.result.model_uri, self.result.run_id
+            "stock-lstm", source or str(self.result.model_uri), self.result.run_id
         )
         return str(version.version)
 
@@ -45,11 +53,11 @@ class Registry:
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     data_dir = tmp_path_factory.mktemp("service") / "data"
     config = tiny_config(data_dir)
-    result = run_train(config)
+    result = run_retrain(config, force=True, name="train")
     tracking_uri = str(config.tracking.tracking_uri)
     # Test set-up, not the product's gate: serve this model whatever its score.
     MlflowClient(tracking_uri).set_registered_model_alias(
-        "stock-lstm", "champion", result.model_version
+        "stock-lstm", "champion", str(result.model_version)
     )
     mlflow.set_tracking_uri(tracking_uri)
     return Registry(data_dir=data_dir, tracking_uri=tracking_uri, result=result)

@@ -46,12 +46,20 @@ def test_model_info(client: TestClient, registry: Registry) -> None:
     info = client.get("/v1/model").json()
     assert info["version"] == registry.result.model_version
     assert info["alias"] == "champion"
-    assert info["run_id"] == registry.result.run_id
+    assert info["run_id"] == registry.version_run_id
     assert info["training_data_range"] == "2014-01-02..2018-12-31"
     assert info["lookback"] == 10
     metrics = info["test_metrics"]
-    assert metrics["test_model_mae"] == pytest.approx(registry.result.evaluation.model.mae)
-    assert metrics["test_naive_mae"] == pytest.approx(registry.result.evaluation.naive.mae)
+    evaluation = registry.result.evaluation
+    assert evaluation is not None
+    assert metrics["test_model_mae"] == pytest.approx(evaluation.model.point.mae, rel=1e-5)
+    assert metrics["test_naive_mae"] == pytest.approx(
+        evaluation.scores["naive"].point.mae, rel=1e-5
+    )
+    assert metrics["test_model_pinball"] == pytest.approx(evaluation.model.pinball, rel=1e-5)
+    assert metrics["test_pinball_ratio_vs_garch"] == pytest.approx(
+        evaluation.summary()["pinball_ratio_vs_garch"], rel=1e-5
+    )
 
 
 def test_prediction_from_server_history_matches_the_registered_model(
@@ -66,16 +74,27 @@ def test_prediction_from_server_history_matches_the_registered_model(
     assert body["model"] == {
         "name": "stock-lstm",
         "version": registry.result.model_version,
-        "run_id": registry.result.run_id,
+        "run_id": registry.version_run_id,
     }
     assert body["interval"]["lower"] < body["predicted_close"] < body["interval"]["upper"]
     assert body["interval"]["level"] == 0.8
+    # The distribution: every level in price units, ordered; the three intervals nested.
+    levels = ["0.05", "0.1", "0.25", "0.5", "0.75", "0.9", "0.95"]
+    assert list(body["quantiles"]) == levels
+    prices = [body["quantiles"][k] for k in levels]
+    assert prices == sorted(prices)
+    assert body["quantiles"]["0.5"] == body["predicted_close"]
+    assert body["intervals"]["0.8"] == body["interval"]
+    assert body["intervals"]["0.5"]["lower"] == body["quantiles"]["0.25"]
+    assert body["intervals"]["0.9"]["upper"] == body["quantiles"]["0.95"]
+    assert 0.001 < body["volatility"] < 0.1
     assert response.headers["x-request-id"]
     model = mlflow.pyfunc.load_model(f"models:/stock-lstm/{registry.result.model_version}")
     frame = pd.DataFrame(history_rows(200))
     expected = model.predict(frame.assign(date=pd.to_datetime(frame["date"])))
     assert body["predicted_close"] == pytest.approx(expected["predicted_close"].iloc[0], rel=1e-6)
     assert body["interval"]["lower"] == pytest.approx(expected["lower"].iloc[0], rel=1e-6)
+    assert body["volatility"] == pytest.approx(expected["volatility"].iloc[0], rel=1e-6)
 
 
 def test_prediction_from_client_history(client: TestClient) -> None:
@@ -322,3 +341,19 @@ def test_an_unusable_prediction_log_never_fails_the_service(
     with TestClient(create_app(settings)) as client:
         assert client.get("/readyz").status_code == 200
         assert client.post("/v1/predictions", json={"ticker": "^GSPC"}).status_code == 200
+
+
+def test_a_model_that_contradicts_the_service_settings_refuses_to_start(
+    settings_for: Callable[..., ServiceSettings],
+) -> None:
+    from forecaster.errors import ModelMismatchError
+
+    # The registered model was trained on adjusted prices; this service would read raw ones.
+    app = create_app(settings_for(auto_adjust=False))
+    with (
+        pytest.raises(
+            ModelMismatchError, match=r"trained on adjusted prices.*FORECASTER_AUTO_ADJUST=true"
+        ),
+        TestClient(app),
+    ):
+        pass

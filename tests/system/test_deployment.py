@@ -22,8 +22,9 @@ from tests.system.conftest import BIN, MlflowServer, Postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-# Deterministic on CPU; this configuration beats naive on the bundled data's test period
-# (MAE ratio 0.9936), so the first version must become champion.
+# A small, fast configuration. Whether it earns champion is the gate's business (tested as a
+# pure function); the API test puts the version in place explicitly, so nothing here depends
+# on a seed beating a baseline.
 TRAIN_ARGS = ["--start", "2010-01-01", "--set", "model.hidden_size=8", "--set",
               "training.max_epochs=3"]  # fmt: skip
 
@@ -46,6 +47,14 @@ def retrained(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFact
     assert result.returncode == 0, result.stderr[-3000:]
     payload = json.loads(result.stdout)
     payload["data_dir"] = str(data_dir)
+    if not payload["promoted"]:
+        # Test set-up, not the product's gate: serve this version whatever its score.
+        httpx.post(
+            f"{mlflow_server.url}/api/2.0/mlflow/registered-models/alias",
+            json={"name": "stock-lstm", "alias": "champion",
+                  "version": payload["model_version"]},
+            timeout=30,
+        ).raise_for_status()  # fmt: skip
     return payload
 
 
@@ -81,9 +90,13 @@ def api_server(mlflow_server: MlflowServer, retrained: dict) -> Iterator[str]:  
         process.wait(timeout=30)
 
 
-def test_retrain_against_the_server_promotes_a_champion(retrained: dict) -> None:  # type: ignore[type-arg]
-    assert retrained["status"] == "promoted", retrained
+def test_retrain_against_the_server_registers_and_decides(retrained: dict) -> None:  # type: ignore[type-arg]
+    assert retrained["status"] in ("promoted", "kept"), retrained
     assert retrained["model_version"] == "1"
+    criteria = [c["name"] for c in retrained["decision"]["criteria"]]
+    assert criteria == ["pinball_beats_naive", "point_not_worse_than_persistence",
+                        "intervals_calibrated", "beats_champion"]  # fmt: skip
+    assert (retrained["status"] == "promoted") is retrained["decision"]["promoted"]
     assert set(retrained["step_seconds"]) == {
         "ingest", "validate", "features", "train", "evaluate", "register", "promote"
     }  # fmt: skip
@@ -108,7 +121,7 @@ def test_mlflow_rest_api_has_the_run_metrics_artifacts_version_and_alias(
     parent = api(mlflow_server, "runs/get", run_id=retrained["run_id"])["run"]
     assert parent["info"]["status"] == "FINISHED"
     tags = {t["key"]: t["value"] for t in parent["data"]["tags"]}
-    assert tags["pipeline.status"] == "promoted"
+    assert tags["pipeline.status"] == retrained["status"]
     assert tags["data.last_date"] == "2018-12-31"
     metrics = {m["key"] for m in parent["data"]["metrics"]}
     assert {"step_train_s", "step_evaluate_s"} <= metrics
@@ -126,7 +139,11 @@ def test_mlflow_rest_api_has_the_run_metrics_artifacts_version_and_alias(
     }
     evaluate = steps["evaluate"]
     step_metrics = {m["key"]: m["value"] for m in evaluate["data"]["metrics"]}
-    assert step_metrics["test_model_mae"] < step_metrics["test_naive_mae"]
+    for name in ("model", "naive", "garch", "linear"):
+        assert step_metrics[f"test_{name}_pinball"] > 0
+    assert step_metrics["test_pinball_ratio_vs_naive"] == pytest.approx(
+        step_metrics["test_model_pinball"] / step_metrics["test_naive_pinball"]
+    )
     artifacts = api(mlflow_server, "artifacts/list", run_id=evaluate["info"]["run_id"])
     paths = {f["path"] for f in artifacts.get("files", [])}
     assert {"evaluation.json", "plots"} <= paths

@@ -1,4 +1,4 @@
-"""The network's quantile head and the evaluation maths, on hand-made numbers."""
+"""The network's quantile head, the forecasters and the evaluation maths, on hand-made data."""
 
 from __future__ import annotations
 
@@ -7,16 +7,28 @@ import pandas as pd
 import pytest
 import torch
 
-from forecaster.evaluation import diebold_mariano, evaluate, fit_linear_baseline, point_metrics
+from forecaster.config import ForecasterConfig, load_config
+from forecaster.dataset import prepare
+from forecaster.evaluation import evaluate, point_metrics
+from forecaster.forecasters import (
+    GarchForecaster,
+    LinearQuantileForecaster,
+    NaiveEmpiricalForecaster,
+)
+from forecaster.forecasters.linear import fit_ridge
 from forecaster.model.lit_module import pinball_loss
 from forecaster.model.network import LSTMQuantileNet
+from forecaster.schemas import CLOSE
 from forecaster.windows import Windows
 
+LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 
-@pytest.mark.parametrize("n_quantiles", [3, 5])
-def test_quantiles_never_cross_even_for_random_weights(n_quantiles: int) -> None:
+
+@pytest.mark.parametrize(("n_quantiles", "median"), [(3, 1), (7, 3), (4, 1)])
+def test_quantiles_never_cross_even_for_random_weights(n_quantiles: int, median: int) -> None:
     torch.manual_seed(0)
-    net = LSTMQuantileNet(n_features=4, hidden_size=8, n_quantiles=n_quantiles, target_scale=0.01)
+    net = LSTMQuantileNet(n_features=4, hidden_size=8, n_quantiles=n_quantiles,
+                          target_scale=0.01, median_index=median)  # fmt: skip
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0, 3)  # wild weights: ordering must come from the architecture
@@ -25,11 +37,27 @@ def test_quantiles_never_cross_even_for_random_weights(n_quantiles: int) -> None
     assert (out[:, 1:] >= out[:, :-1]).all()
 
 
+def test_volatility_scaled_head_follows_the_window_volatility() -> None:
+    torch.manual_seed(0)
+    net = LSTMQuantileNet(n_features=2, hidden_size=4, n_quantiles=3, target_scale=0.01,
+                          vol_feature=1).eval()  # fmt: skip
+    x = torch.randn(1, 5, 2)
+    x[0, -1, 1] = 1.0  # scaled volatility one standard unit above the centre
+    net.set_vol_unscale(center=0.01, scale=0.005)
+    with torch.no_grad():
+        calm = net(x)  # raw volatility 0.015
+        net.set_vol_unscale(center=0.025, scale=0.005)
+        turbulent = net(x)  # raw volatility 0.03: same network input, twice the volatility
+        net.set_vol_unscale(center=-0.01, scale=0.001)
+        floored = net(x)  # negative raw volatility: held at the floor, 0.1 * target_scale
+    torch.testing.assert_close(turbulent, 2 * calm)
+    torch.testing.assert_close(floored, calm * 0.001 / 0.015)
+
+
 def test_pinball_loss_matches_its_definition() -> None:
     pred = torch.tensor([[0.0, 1.0, 2.0]])
     target = torch.tensor([1.5])
     q = torch.tensor([0.1, 0.5, 0.9])
-    # per quantile: 0.1*1.5, 0.5*0.5, (0.9-1)*(-0.5)
     expected = (0.15 + 0.25 + 0.05) / 3
     assert pinball_loss(pred, target, q).item() == pytest.approx(expected)
 
@@ -42,18 +70,9 @@ def test_point_metrics_by_hand() -> None:
     assert m.mae == pytest.approx((0.5 + 1.5 + 1.0 + 1.0) / 4)
     assert m.rmse == pytest.approx(np.sqrt((0.25 + 2.25 + 1.0 + 1.0) / 4))
     assert m.mape == pytest.approx(100 * np.mean([0.5 / 101, 1.5 / 99, 1.0 / 102, 1.0 / 100]))
-    # up/up hit, up vs down miss, up/up hit, down vs flat miss
     assert m.directional_accuracy == pytest.approx(0.5)
-
-
-def test_diebold_mariano_sees_a_real_difference_and_not_a_fake_one() -> None:
-    rng = np.random.default_rng(0)
-    base = rng.normal(size=2000)
-    stat, p = diebold_mariano(base * 0.8, base)
-    assert stat < 0
-    assert p < 1e-6
-    _, p_same = diebold_mariano(rng.normal(size=2000), rng.normal(size=2000))
-    assert p_same > 0.01
+    # Persistence predicts no move: it has no direction to score.
+    assert point_metrics(last, actual, last).directional_accuracy is None
 
 
 def windows_for(last: np.ndarray, actual: np.ndarray) -> Windows:
@@ -71,24 +90,47 @@ def windows_for(last: np.ndarray, actual: np.ndarray) -> Windows:
     )
 
 
-def test_evaluate_scores_model_and_baselines_on_the_same_days() -> None:
+def test_evaluate_scores_every_forecaster_on_the_same_days() -> None:
     rng = np.random.default_rng(1)
-    last = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 500)))
-    actual = last * np.exp(rng.normal(0, 0.01, 500))
-    windows = windows_for(last, actual)
-    # A perfect median and a +/- 0.01 interval: coverage is the share of |r| < 0.01.
-    true_r = np.log(actual / last)
-    q = np.stack([np.full(500, -0.01), true_r, np.full(500, 0.01)], axis=1)
-    ev = evaluate(windows, q, np.zeros(500), interval_level=0.8)
-    assert ev.model.mae == pytest.approx(0, abs=1e-9)
-    assert ev.linear.mae == pytest.approx(ev.naive.mae)
-    assert ev.naive.mae == pytest.approx(np.mean(np.abs(actual - last)))
-    assert ev.model.coverage == pytest.approx(np.mean(np.abs(true_r) <= 0.01))
-    assert ev.up_day_share == pytest.approx(np.mean(actual > last))
-    lo, hi = ev.up_day_share_ci
-    assert lo < ev.up_day_share < hi
-    assert ev.mae_ratio_vs_naive == pytest.approx(0, abs=1e-9)
-    assert ev.model.directional_accuracy == 1.0
+    n = 2000
+    last = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    r = rng.normal(0, 0.01, n)
+    windows = windows_for(last, last * np.exp(r))
+    from scipy import stats
+
+    true_q = np.tile(stats.norm.ppf(LEVELS, scale=0.01), (n, 1))
+    wide_q = true_q * 2
+    ev = evaluate(windows, {"model": true_q, "naive": wide_q}, LEVELS, (0.5, 0.8, 0.9), 0.8)
+    summary = ev.summary()
+    # The true distribution: calibrated and better than a twice-too-wide one.
+    for level in ("0.5", "0.8", "0.9"):
+        assert summary["model"]["coverage"][level] == pytest.approx(float(level), abs=0.03)
+        assert summary["model"]["kupiec_pvalue"][level] > 0.01
+        assert summary["naive"]["coverage"][level] > float(level) + 0.05
+    assert summary["pinball_ratio_vs_naive"] < 0.9
+    assert summary["dm_pinball_vs_naive"]["pvalue"] < 1e-6
+    assert summary["pinball_ratio_vs_garch"] is None  # no garch block given
+    # Both medians are zero: point metrics are exactly naive persistence's.
+    assert summary["mae_ratio_vs_naive"] == pytest.approx(1.0)
+    assert summary["model"]["directional_accuracy"] is None
+    assert summary["model"]["mae"] == pytest.approx(np.mean(np.abs(windows.target_close - last)))
+    assert set(summary["model"]["pinball_per_level"]) == {"0.05", "0.1", "0.25", "0.5", "0.75",
+                                                          "0.9", "0.95"}  # fmt: skip
+    assert ev.flat_metrics()["model_coverage_0.8"] == summary["model"]["coverage"]["0.8"]
+
+
+def test_a_too_good_pinball_ratio_is_flagged_as_look_ahead() -> None:
+    rng = np.random.default_rng(3)
+    n = 500
+    last = np.full(n, 100.0)
+    r = rng.normal(0, 0.01, n)
+    windows = windows_for(last, last * np.exp(r))
+    oracle = r[:, None] + np.linspace(-1e-4, 1e-4, len(LEVELS))[None, :]
+    wide = np.tile(np.linspace(-0.02, 0.02, len(LEVELS)), (n, 1))
+    ev = evaluate(windows, {"model": oracle, "naive": wide}, LEVELS, (0.8,), 0.8)
+    flags = ev.red_flags()
+    assert any("pinball ratio vs naive" in f for f in flags)
+    assert any("MAE ratio" in f for f in flags)
 
 
 def test_linear_baseline_picks_its_penalty_on_validation() -> None:
@@ -99,5 +141,80 @@ def test_linear_baseline_picks_its_penalty_on_validation() -> None:
     w = windows_for(np.ones(n), np.ones(n))
     train = Windows(x[:300], y[:300], *(a[:300] for a in (w.end_dates, w.target_dates, w.last_close, w.target_close, w.tickers)), ("a", "b"))  # fmt: skip
     val = Windows(x[300:], y[300:], *(a[300:] for a in (w.end_dates, w.target_dates, w.last_close, w.target_close, w.tickers)), ("a", "b"))  # fmt: skip
-    model = fit_linear_baseline(train, val, [0.01, 1e6])
+    model = fit_ridge(train, val, [0.01, 1e6])
     assert model.alpha == 0.01  # the huge penalty would flatten a real signal
+
+
+@pytest.fixture(scope="module")
+def walk_data():  # type: ignore[no-untyped-def]
+    from tests.conftest import random_walk
+
+    config = load_config(None, ["windows.lookback=10", "features.volume_window=10",
+                                "features.volatility_window=10"])  # fmt: skip
+    frame = random_walk(900, seed=5)
+    return config, {"WALK": frame}
+
+
+def _prepared(config: ForecasterConfig, frames):  # type: ignore[no-untyped-def]
+    return prepare(frames, config)
+
+
+@pytest.mark.parametrize("name", ["naive", "garch", "linear"])
+def test_baselines_give_ordered_quantiles_and_never_see_the_future(walk_data, name: str) -> None:  # type: ignore[no-untyped-def]
+    config, frames = walk_data
+    make = {
+        "naive": lambda: NaiveEmpiricalForecaster(LEVELS, window=250),
+        "garch": lambda: GarchForecaster(LEVELS),
+        "linear": lambda: LinearQuantileForecaster(LEVELS, config.training.ridge_alphas),
+    }[name]
+    data = _prepared(config, frames)
+    test = data.windows.take(data.split.test)
+    q = make().fit(data).predict(test)
+    assert q.shape == (len(test), len(LEVELS))
+    assert np.isfinite(q).all()
+    assert (np.diff(q, axis=1) > 0).all()
+    # Wreck every price after the middle test day: forecasts as of that day and before stay.
+    cut = pd.Timestamp(test.end_dates[len(test) // 2])
+    frame = frames["WALK"].copy()
+    later = frame.index > cut
+    frame.loc[later, ["open", "high", "low", CLOSE]] *= np.exp(
+        np.random.default_rng(9).normal(0, 0.2, (later.sum(), 1))
+    )
+    frame.loc[later, "high"] = frame.loc[later, ["open", "high", "low", CLOSE]].max(axis=1)
+    frame.loc[later, "low"] = frame.loc[later, ["open", "high", "low", CLOSE]].min(axis=1)
+    frame.attrs = frames["WALK"].attrs
+    changed = _prepared(config, {"WALK": frame})
+    q2 = make().fit(changed).predict(changed.windows.take(changed.split.test))
+    before = test.end_dates <= np.datetime64(cut)
+    np.testing.assert_allclose(q2[before], q[before], rtol=1e-9, atol=1e-12)
+    if name != "garch":  # on a constant-volatility walk GARCH rightly finds no ARCH effect
+        assert not np.allclose(q2[~before], q[~before])
+
+
+def test_garch_is_fitted_on_training_days_and_reacts_to_shocks(sample_frame) -> None:  # type: ignore[no-untyped-def]
+    config = load_config(None, ["data.start=2006-01-01"])
+    frame = sample_frame.loc["2006":]
+    frame.attrs = sample_frame.attrs
+    data = _prepared(config, {"^GSPC": frame})
+    garch = GarchForecaster(LEVELS).fit(data)
+    params = garch.params["^GSPC"]
+    assert 0 < params["alpha[1]"] < 0.3
+    assert 0.6 < params["alpha[1]"] + params["beta[1]"] < 1
+    assert 3 < params["nu"] < 30
+    # The 2008 crash widens the bands: the 90% interval of Oct 2008 is several times Jan 2007's.
+    windows = data.windows
+    q = garch.predict(windows)
+    width = pd.Series(q[:, 6] - q[:, 0], index=pd.DatetimeIndex(windows.end_dates))
+    assert width.loc["2008-10"].mean() > 3 * width.loc["2007-01"].mean()
+
+
+def test_naive_is_the_recentred_empirical_distribution(walk_data) -> None:  # type: ignore[no-untyped-def]
+    config, frames = walk_data
+    data = _prepared(config, frames)
+    test = data.windows.take(data.split.test)
+    q = NaiveEmpiricalForecaster(LEVELS, window=250).fit(data).predict(test)
+    close = frames["WALK"][CLOSE]
+    returns = np.log(close).diff().loc[: pd.Timestamp(test.end_dates[0])].to_numpy()[-250:]
+    expected = np.quantile(returns, LEVELS) - np.median(returns)
+    np.testing.assert_allclose(q[0], expected)
+    assert q[0][3] == pytest.approx(0.0)
