@@ -38,6 +38,10 @@ ADJUSTED = "adjusted"  # OHLC scaled for splits and dividends (yfinance auto_adj
 RAW = "raw"  # prices as traded, no corporate-action adjustment
 AS_GIVEN = "as_given"  # a CSV without Adj Close: whatever the file holds
 
+# Open and close must lie within [low, high] up to this relative slack, so that float rounding in
+# adjusted prices is not refused while a real inconsistency (a typo, a shifted column) is.
+RANGE_SLACK = 1e-6
+
 
 @dataclass(frozen=True)
 class FrameMeta:
@@ -71,11 +75,13 @@ def with_meta(frame: pd.DataFrame, meta: FrameMeta) -> pd.DataFrame:
     return frame
 
 
-def _where(line_numbers: Sequence[int] | None, position: int, when: pd.Timestamp | None) -> str:
+def _where(
+    line_numbers: Sequence[int] | None, position: int, when: pd.Timestamp | None, unit: str
+) -> str:
     """Locate a row for an error message: 'line 7 (2020-01-09)', '2020-01-09' or 'row 3'."""
     day = None if when is None or pd.isna(when) else str(pd.Timestamp(when).date())
     if line_numbers is not None:
-        line = f"line {line_numbers[position]}"
+        line = f"{unit} {line_numbers[position]}"
         return f"{line} ({day})" if day else line
     return day or f"row {position}"
 
@@ -85,13 +91,15 @@ def validate_ohlcv(
     *,
     origin: str,
     line_numbers: Sequence[int] | None = None,
+    unit: str = "line",
 ) -> pd.DataFrame:
     """Check a frame against the contract and return a clean float64 copy.
 
     `frame` holds OHLCV columns (case-insensitive names) and either a `date` column or a
     DatetimeIndex. `line_numbers[i]` is the source line of row i, so errors point at the file.
     Unsorted dates are repaired by sorting, with a warning; every other defect is refused with a
-    `DataValidationError` naming `origin`, the line or date, and what is wrong.
+    `DataValidationError` naming `origin`, the line or date, and what is wrong. `unit` names
+    what `line_numbers` count ("line" in a file, "row" in a request body).
     """
     frame = frame.rename(columns=lambda c: str(c).strip().lower())
     if DATE in frame.columns:
@@ -117,7 +125,9 @@ def validate_ohlcv(
         index = index.tz_localize(None)
     if index.hasnans:
         pos = int(np.flatnonzero(index.isna())[0])
-        raise DataValidationError(f"{origin}: {_where(line_numbers, pos, None)}: missing date")
+        raise DataValidationError(
+            f"{origin}: {_where(line_numbers, pos, None, unit)}: missing date"
+        )
     index = index.normalize()
 
     values = {}
@@ -128,7 +138,7 @@ def validate_ohlcv(
         if bad.any():
             pos = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataValidationError(
-                f"{origin}: {_where(line_numbers, pos, index[pos])}: "
+                f"{origin}: {_where(line_numbers, pos, index[pos], unit)}: "
                 f"{column} is not a number ({raw.iloc[pos]!r})"
             )
         array = numeric.to_numpy(dtype="float64", na_value=np.nan)
@@ -136,7 +146,7 @@ def validate_ohlcv(
             pos = int(np.flatnonzero(~np.isfinite(array))[0])
             what = "missing (NaN)" if np.isnan(array[pos]) else "infinite"
             raise DataValidationError(
-                f"{origin}: {_where(line_numbers, pos, index[pos])}: {column} is {what}"
+                f"{origin}: {_where(line_numbers, pos, index[pos], unit)}: {column} is {what}"
             )
         values[column] = array
 
@@ -145,7 +155,7 @@ def validate_ohlcv(
             pos = int(np.flatnonzero(mask)[0])
             count = int(mask.sum())
             more = f" ({count - 1} more row(s) like it)" if count > 1 else ""
-            where = _where(line_numbers, pos, index[pos])
+            where = _where(line_numbers, pos, index[pos], unit)
             raise DataValidationError(f"{origin}: {where}: {message}{more}")
 
     for column in PRICE_COLUMNS:
@@ -153,6 +163,10 @@ def validate_ohlcv(
         refuse(col <= 0, f"{column} must be positive")
     high, low = values[HIGH], values[LOW]
     refuse(high < low, "high is below low")
+    top, bottom = high * (1 + RANGE_SLACK), low * (1 - RANGE_SLACK)
+    for column in (OPEN, CLOSE):
+        col = values[column]
+        refuse((col > top) | (col < bottom), f"{column} is outside [low, high]")
     refuse(values[VOLUME] < 0, "volume is negative")
 
     clean = pd.DataFrame(values, index=pd.DatetimeIndex(index, name=DATE))

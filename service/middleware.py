@@ -33,6 +33,21 @@ async def _send_json(send: Send, status: int, payload: dict[str, Any], request_i
     await send({"type": "http.response.body", "body": body})
 
 
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that yields the buffered body once, then defers to the real one (which
+    reports the client disconnecting)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_body_bytes: int) -> None:
         self.app = app
@@ -49,12 +64,19 @@ class RequestContextMiddleware:
         status = 500
         method = scope["method"]
 
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
-                await _send_json(send, 413, {"detail": f"request body over {self.max_body} bytes"},
-                                 request_id)  # fmt: skip
-                self._observe(scope, method, 413, start)
+        headers = dict(scope.get("headers", []))
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            await self._too_large(send, scope, method, start, request_id)
+            return
+        if length is None and b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+            # No declared size: read the body here, up to the limit, so a large one is a 413
+            # before any handler sees it (not a parse error half-way through).
+            body = await self._read_limited(receive)
+            if body is None:
+                await self._too_large(send, scope, method, start, request_id)
                 return
+            receive = _replay(body, receive)
 
         received = 0
 
@@ -80,10 +102,35 @@ class RequestContextMiddleware:
             await self.app(scope, limited_receive, send_with_id)
         except _BodyTooLargeError:
             status = 413
-            await _send_json(send, 413, {"detail": f"request body over {self.max_body} bytes"},
-                             request_id)  # fmt: skip
+            await _send_json(send, 413, self._too_large_detail(), request_id)
         finally:
             self._observe(scope, method, status, start)
+
+    def _too_large_detail(self) -> dict[str, Any]:
+        return {"detail": f"request body over {self.max_body} bytes"}
+
+    async def _too_large(
+        self, send: Send, scope: Scope, method: str, start: float, request_id: str
+    ) -> None:
+        await _send_json(send, 413, self._too_large_detail(), request_id)
+        self._observe(scope, method, 413, start)
+
+    async def _read_limited(self, receive: Receive) -> bytes | None:
+        """The whole body, or None as soon as it passes the limit."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # client went away: let the app see an empty body
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
 
     def _observe(self, scope: Scope, method: str, status: int, start: float) -> None:
         route = scope.get("route")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,7 +33,7 @@ class ServiceSettings(BaseSettings):
         900.0, gt=0, description="how long a ticker's history is kept in memory"
     )
     api_key: SecretStr | None = Field(
-        None, description="key for /v1/admin/*; admin calls are refused while unset"
+        None, description="key for /v1/admin/*; admin calls are refused while unset or empty"
     )
     reload_interval_seconds: float = Field(
         30.0, gt=0, description="how often the alias is polled for a new version"
@@ -54,6 +54,14 @@ class ServiceSettings(BaseSettings):
     prediction_log_url: str | None = Field(
         None, description="SQLAlchemy URL of the prediction log; default SQLite in data_dir"
     )
+
+    @field_validator("api_key", mode="after")
+    @classmethod
+    def _blank_key_is_no_key(cls, value: SecretStr | None) -> SecretStr | None:
+        """FORECASTER_API_KEY= (set but empty) disables admin: an empty key guards nothing."""
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
 
     def resolved_tracking_uri(self) -> str:
         return self.tracking_uri or f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"

@@ -3,15 +3,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from typing import Any
+from datetime import date, timedelta
+from typing import Annotated, Any
 
+import numpy as np
 import pandas as pd
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
 from forecaster.config import level_key
 from forecaster.errors import DataValidationError, SourceUnavailableError, TickerNotFoundError
 from forecaster.inference import implied_volatility
-from forecaster.schemas import FrameMeta, validate_ohlcv, with_meta
+from forecaster.schemas import OHLCV_COLUMNS, FrameMeta, validate_ohlcv, with_meta
+from service.body import body_openapi, json_body
 from service.deps import Model, State
 from service.history import PreparedHistory, prepare
 from service.model_store import LoadedModel
@@ -20,6 +23,7 @@ from service.schemas import (
     BatchItem,
     BatchRequest,
     BatchResponse,
+    HistoryRow,
     Interval,
     ModelRef,
     PredictionRequest,
@@ -31,8 +35,15 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["predictions"])
 
+# Client dates outside this range are refused: nothing traded before it, and a history cannot
+# end after tomorrow (one day of slack for clients ahead of the server's time zone).
+EARLIEST_DAY = np.datetime64("1900-01-01", "D")
+FUTURE_SLACK_DAYS = 1
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "no source knows the ticker"},
+    413: {"description": "request body over the size limit"},
+    415: {"description": "body is not application/json"},
     422: {"description": "malformed body or unusable history; detail says what to fix"},
     503: {"description": "no model loaded, or the data source is down with no cache"},
 }
@@ -56,6 +67,32 @@ async def _server_history(state: ServiceState, model: LoadedModel, ticker: str) 
         raise HTTPException(status_code=503, detail=f"server data unusable: {exc}") from exc
 
 
+def _history_frame(rows: list[HistoryRow], ticker: str) -> pd.DataFrame:
+    """Client rows as a validated frame; every check names the row (422 on failure)."""
+    origin = f"history for {ticker}"
+    days = np.array([row.date for row in rows], dtype="datetime64[D]")
+    latest = np.datetime64(date.today() + timedelta(days=FUTURE_SLACK_DAYS), "D")
+    for mask, problem in ((days < EARLIEST_DAY, f"is before {EARLIEST_DAY}"),
+                          (days > latest, "is in the future")):  # fmt: skip
+        if mask.any():
+            i = int(np.flatnonzero(mask)[0])
+            raise DataValidationError(f"{origin}: row {i}: date {days[i]} {problem}")
+    steps = np.diff(days).astype("int64")
+    if (steps <= 0).any():
+        i = int(np.flatnonzero(steps <= 0)[0]) + 1
+        problem = "duplicates" if steps[i - 1] == 0 else "is before"
+        raise DataValidationError(
+            f"{origin}: history dates must be strictly increasing: row {i} ({days[i]}) "
+            f"{problem} row {i - 1} ({days[i - 1]})"
+        )
+    columns = {name: np.array([getattr(row, name) for row in rows], dtype="float64")
+               for name in OHLCV_COLUMNS}  # fmt: skip
+    frame = pd.DataFrame({"date": days.astype("datetime64[ns]"), **columns})
+    frame = validate_ohlcv(frame, origin=origin, line_numbers=range(len(rows)), unit="row")
+    return with_meta(frame, FrameMeta(ticker=ticker, source="request", adjustment="as_given",
+                                      origin=origin))  # fmt: skip
+
+
 def _client_history(
     state: ServiceState, model: LoadedModel, body: PredictionRequest
 ) -> PreparedHistory:
@@ -73,13 +110,8 @@ def _client_history(
             detail=f"history has {len(rows)} rows; model v{model.version} needs at least "
             f"{needed} consecutive trading days",
         )
-    frame = pd.DataFrame([r.model_dump() for r in rows])
-    frame["date"] = pd.to_datetime(frame["date"])
     try:
-        frame = validate_ohlcv(frame, origin=f"history for {body.ticker}")
-        with_meta(frame, FrameMeta(ticker=body.ticker, source="request", adjustment="as_given",
-                                   origin=f"history for {body.ticker}"))  # fmt: skip
-        return prepare(model.forecaster, frame)
+        return prepare(model.forecaster, _history_frame(rows, body.ticker))
     except DataValidationError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
 
@@ -145,9 +177,17 @@ async def predict_one(
     return response
 
 
-@router.post("/predictions", response_model=PredictionResponse, responses=ERRORS)
+@router.post(
+    "/predictions",
+    response_model=PredictionResponse,
+    responses=ERRORS,
+    openapi_extra=body_openapi(PredictionRequest),
+)
 async def create_prediction(
-    body: PredictionRequest, state: State, model: Model, request: Request
+    body: Annotated[PredictionRequest, Depends(json_body(PredictionRequest))],
+    state: State,
+    model: Model,
+    request: Request,
 ) -> Response:
     """Next-trading-day forecast for one ticker, from the server's history or yours."""
     prediction = await predict_one(state, model, body, request.state.request_id)
@@ -156,9 +196,17 @@ async def create_prediction(
     return Response(prediction.model_dump_json(), media_type="application/json")
 
 
-@router.post("/predictions/batch", response_model=BatchResponse, responses=ERRORS)
+@router.post(
+    "/predictions/batch",
+    response_model=BatchResponse,
+    responses=ERRORS,
+    openapi_extra=body_openapi(BatchRequest),
+)
 async def create_predictions(
-    body: BatchRequest, state: State, model: Model, request: Request
+    body: Annotated[BatchRequest, Depends(json_body(BatchRequest))],
+    state: State,
+    model: Model,
+    request: Request,
 ) -> BatchResponse:
     """Many tickers in one call: one result or one error per ticker, in request order."""
     if len(body.requests) > state.settings.max_batch_tickers:

@@ -258,6 +258,23 @@ def test_admin_reload_needs_the_key(
         assert "FORECASTER_API_KEY" in refused.json()["detail"]
 
 
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_an_empty_api_key_disables_admin(
+    settings_for: Callable[..., ServiceSettings], monkeypatch: pytest.MonkeyPatch, blank: str
+) -> None:
+    """FORECASTER_API_KEY= (set but empty) must not enable admin calls with an empty key."""
+    monkeypatch.setenv("FORECASTER_API_KEY", blank)
+    settings = settings_for()
+    values = settings.model_dump(exclude={"api_key"})
+    from_env = ServiceSettings(**values)
+    assert from_env.api_key is None
+    with TestClient(create_app(from_env)) as client:
+        for key in ("", blank):
+            refused = client.post("/v1/admin/reload", headers={"X-API-Key": key})
+            assert refused.status_code == 403
+            assert "admin API disabled" in refused.json()["detail"]
+
+
 def test_hot_reload_swaps_versions_and_survives_a_broken_one(
     client: TestClient, registry: Registry
 ) -> None:

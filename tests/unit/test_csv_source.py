@@ -109,6 +109,8 @@ BAD_CASES = [
     ("negative_price", lambda ln: replace_field(ln, 4, "-3"), ["line 4", "close must be positive"]),
     ("high_below_low", lambda ln: replace_field(replace_field(ln, 2, "1.0"), 3, "2.0"), ["line 4", "high is below low"]),
     ("negative_volume", lambda ln: replace_field(ln, 6, "-10"), ["line 4", "volume is negative"]),
+    ("open_above_high", lambda ln: replace_field(ln, 1, "1000"), ["line 4", "open is outside [low, high]"]),
+    ("close_below_low", lambda ln: replace_field(ln, 4, "0.5"), ["line 4", "close is outside [low, high]"]),
 ]  # fmt: skip
 
 
