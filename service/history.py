@@ -9,11 +9,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 import pandas as pd
 
+from forecaster.errors import DataError, SourceUnavailableError
 from forecaster.inference import Forecaster
 from forecaster.schemas import CLOSE
 from forecaster.sources.base import OHLCVSource
@@ -21,6 +25,8 @@ from forecaster.sources.sample import SampleSource
 from service.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
+
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,29 @@ def make_source(settings: ServiceSettings) -> OHLCVSource:
     return SampleSource(auto_adjust=settings.auto_adjust)
 
 
+@dataclass(frozen=True)
+class SourceLimits:
+    """How the service protects itself from its data source (see ServiceSettings)."""
+
+    ttl_seconds: float = 900.0
+    failure_ttl_seconds: float = 60.0
+    max_tickers: int = 1000
+    threads: int = 4
+    breaker_failures: int = 3
+    breaker_cooldown_seconds: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> SourceLimits:
+        return cls(
+            ttl_seconds=settings.history_ttl_seconds,
+            failure_ttl_seconds=settings.source_failure_ttl_seconds,
+            max_tickers=settings.history_max_tickers,
+            threads=settings.source_threads,
+            breaker_failures=settings.source_breaker_failures,
+            breaker_cooldown_seconds=settings.source_breaker_cooldown_seconds,
+        )
+
+
 @dataclass
 class _Entry:
     frame: pd.DataFrame
@@ -59,28 +88,118 @@ class _Entry:
     prepared: dict[str, PreparedHistory]  # by model version
 
 
+@dataclass(frozen=True)
+class _Failure:
+    kind: type[DataError]
+    message: str
+    until: float
+
+
+class _Lru(Generic[V]):
+    """A dict that forgets its least recently used keys beyond `size`."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, V] = OrderedDict()
+
+    def get(self, key: str) -> V | None:
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+        return item
+
+    def put(self, key: str, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def pop(self, key: str) -> None:
+        self._items.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class HistoryStore:
-    def __init__(self, source: OHLCVSource, ttl_seconds: float) -> None:
+    """Per-ticker history with bounded memory, and a source that cannot take the service down.
+
+    - Loaded histories and failed lookups live in LRUs of at most `max_tickers` entries each.
+    - A failed lookup (unknown ticker, source down, bad data) is answered from memory for
+      `failure_ttl_seconds` instead of asking the source again.
+    - After `breaker_failures` consecutive outages the circuit opens: lookups of uncached
+      tickers fail at once for `breaker_cooldown_seconds`, then the source is tried again.
+    - Lookups run on a small pool of their own, so a slow source never delays the thread pool
+      that client-history predictions use; concurrent requests for one ticker share one load.
+    """
+
+    def __init__(self, source: OHLCVSource, limits: SourceLimits | None = None) -> None:
         self.source = source
-        self.ttl = ttl_seconds
-        self._entries: dict[str, _Entry] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self.limits = limits or SourceLimits()
+        self._entries: _Lru[_Entry] = _Lru(self.limits.max_tickers)
+        self._failures: _Lru[_Failure] = _Lru(self.limits.max_tickers)
+        self._loading: dict[str, asyncio.Task[_Entry]] = {}
+        self._pool = ThreadPoolExecutor(self.limits.threads, thread_name_prefix="source")
+        self._outages = 0
+        self._open_until = 0.0
+
+    @property
+    def tracked_tickers(self) -> int:
+        """Tickers with any state held (for tests and metrics): bounded by 2 x max_tickers
+        plus the loads in flight."""
+        return len(self._entries) + len(self._failures) + len(self._loading)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _entry(self, ticker: str) -> _Entry:
+        now = time.monotonic()
         entry = self._entries.get(ticker)
-        if entry is not None and time.monotonic() - entry.loaded < self.ttl:
+        if entry is not None and now - entry.loaded < self.limits.ttl_seconds:
             return entry
-        lock = self._locks.setdefault(ticker, asyncio.Lock())
-        async with lock:  # one load per ticker, however many requests wait for it
-            entry = self._entries.get(ticker)
-            if entry is not None and time.monotonic() - entry.loaded < self.ttl:
-                return entry
-            frame = await asyncio.to_thread(self.source.load, ticker)
-            entry = _Entry(frame=frame, loaded=time.monotonic(), prepared={})
-            self._entries[ticker] = entry
-            logger.info("history for %s loaded: %d rows up to %s", ticker, len(frame),
-                        frame.index[-1].date())  # fmt: skip
-            return entry
+        failure = self._failures.get(ticker)
+        if failure is not None and now < failure.until:
+            raise failure.kind(failure.message)  # a fresh error: no traceback piles up
+        task = self._loading.get(ticker)
+        if task is None:
+            self._check_breaker(now)
+            task = asyncio.get_running_loop().create_task(self._load(ticker))
+            self._loading[ticker] = task
+            task.add_done_callback(lambda _: self._loading.pop(ticker, None))
+        # Shielded: a request that gives up (a batch past its deadline) must not cancel the
+        # load that other requests for the ticker are waiting on.
+        return await asyncio.shield(task)
+
+    def _check_breaker(self, now: float) -> None:
+        if now < self._open_until:
+            raise SourceUnavailableError(
+                f"{self.source.name}: data source unavailable after {self._outages} "
+                f"consecutive failures; not asking it again for "
+                f"{self._open_until - now:.0f} s (send the history in the request instead)"
+            )
+
+    async def _load(self, ticker: str) -> _Entry:
+        loop = asyncio.get_running_loop()
+        try:
+            frame = await loop.run_in_executor(self._pool, self.source.load, ticker)
+        except DataError as exc:
+            until = time.monotonic() + self.limits.failure_ttl_seconds
+            self._failures.put(ticker, _Failure(type(exc), str(exc), until))
+            if isinstance(exc, SourceUnavailableError):
+                self._outages += 1
+                if self._outages >= self.limits.breaker_failures:
+                    self._open_until = time.monotonic() + self.limits.breaker_cooldown_seconds
+                    logger.warning("%s: %d consecutive failures; circuit open for %.0f s",
+                                   self.source.name, self._outages,
+                                   self.limits.breaker_cooldown_seconds)  # fmt: skip
+            raise
+        self._outages = 0
+        self._failures.pop(ticker)
+        entry = _Entry(frame=frame, loaded=time.monotonic(), prepared={})
+        self._entries.put(ticker, entry)
+        logger.info("history for %s loaded: %d rows up to %s", ticker, len(frame),
+                    frame.index[-1].date())  # fmt: skip
+        return entry
 
     async def prepared(self, ticker: str, version: str, forecaster: Forecaster) -> PreparedHistory:
         entry = await self._entry(ticker)

@@ -24,7 +24,7 @@ from forecaster import __version__
 from forecaster.errors import ModelMismatchError
 from service.body import document_bodies, validation_error_handler
 from service.calendar import TradingCalendar
-from service.history import HistoryStore, make_source
+from service.history import HistoryStore, SourceLimits, make_source
 from service.metrics import ServiceMetrics
 from service.middleware import RequestContextMiddleware
 from service.model_store import ModelStore
@@ -49,7 +49,7 @@ def build_state(settings: ServiceSettings, metrics: ServiceMetrics) -> ServiceSt
             fallback_alias=settings.fallback_alias,
             data_settings=(settings.data_source, settings.auto_adjust),
         ),
-        history=HistoryStore(make_source(settings), settings.history_ttl_seconds),
+        history=HistoryStore(make_source(settings), SourceLimits.from_settings(settings)),
         calendar=TradingCalendar(),
         metrics=metrics,
         prediction_log=PredictionLog(settings.resolved_prediction_log_url()),
@@ -71,6 +71,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             # The model this service is configured to serve contradicts its settings: refuse to
             # start rather than serve nothing, or serve it wrongly.
             state.prediction_log.close()
+            state.history.close()
             raise ModelMismatchError(f"refusing to start: {state.models.conflict}")
         # Move everything loaded so far (torch, pandas, MLflow, the model) out of the garbage
         # collector's view: a full collection then walks only what requests allocate, instead
@@ -88,6 +89,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             state.prediction_log.close()
+            state.history.close()
 
     app = FastAPI(
         title="forecaster",

@@ -32,6 +32,24 @@ class ServiceSettings(BaseSettings):
     history_ttl_seconds: float = Field(
         900.0, gt=0, description="how long a ticker's history is kept in memory"
     )
+    history_max_tickers: int = Field(
+        1000, ge=1, description="most tickers whose history (or failed lookup) is kept in memory"
+    )
+    source_failure_ttl_seconds: float = Field(
+        60.0, ge=0, description="how long a failed lookup is answered from memory"
+    )
+    source_threads: int = Field(
+        4, ge=1, description="threads for data-source lookups (apart from request work)"
+    )
+    source_breaker_failures: int = Field(
+        3, ge=1, description="consecutive source outages that open the circuit"
+    )
+    source_breaker_cooldown_seconds: float = Field(
+        30.0, gt=0, description="how long an open circuit refuses lookups of uncached tickers"
+    )
+    batch_deadline_seconds: float = Field(
+        10.0, gt=0, description="a batch item not ready by then is answered with a 503 item"
+    )
     api_key: SecretStr | None = Field(
         None, description="key for /v1/admin/*; admin calls are refused while unset or empty"
     )

@@ -215,14 +215,30 @@ async def create_predictions(
             detail=f"{len(body.requests)} requests in one batch; send at most "
             f"{state.settings.max_batch_tickers}",
         )
+    # Items run concurrently; whatever is not ready by the deadline (an unknown ticker behind
+    # a slow source) becomes a 503 item instead of holding the whole batch.
+    deadline = state.settings.batch_deadline_seconds
+    tasks = [
+        asyncio.create_task(predict_one(state, model, item, request.state.request_id))
+        for item in body.requests
+    ]
+    _, pending = await asyncio.wait(tasks, timeout=deadline)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
     results = []
-    for item in body.requests:
-        try:
-            prediction = await predict_one(state, model, item, request.state.request_id)
-            results.append(BatchItem(ticker=item.ticker, prediction=prediction))
-        except HTTPException as exc:
-            results.append(
-                BatchItem(ticker=item.ticker, error=BatchError(status=exc.status_code,
-                                                               detail=str(exc.detail)))
-            )  # fmt: skip
+    for item, task in zip(body.requests, tasks, strict=True):
+        if task in pending:
+            error = BatchError(status=503, detail=f"not ready within the batch deadline of "
+                               f"{deadline:g} s; ask for '{item.ticker}' on its own")  # fmt: skip
+            results.append(BatchItem(ticker=item.ticker, error=error))
+            continue
+        exc = task.exception()
+        if isinstance(exc, HTTPException):
+            error = BatchError(status=exc.status_code, detail=str(exc.detail))
+            results.append(BatchItem(ticker=item.ticker, error=error))
+        elif exc is not None:
+            raise exc
+        else:
+            results.append(BatchItem(ticker=item.ticker, prediction=task.result()))
     return BatchResponse(results=results)
