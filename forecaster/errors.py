@@ -31,3 +31,7 @@ class SourceUnavailableError(DataError):
 
 class ModelMismatchError(ForecasterError):
     """A registered model contradicts the settings it would be served with."""
+
+
+class ModelFormatError(ForecasterError):
+    """A registered model is not this project's pyfunc, so the service will not load it."""

@@ -19,7 +19,7 @@ import torch
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
 from forecaster.config import FeatureConfig, level_key
-from forecaster.errors import DataValidationError
+from forecaster.errors import DataValidationError, ModelFormatError
 from forecaster.features import warmup_rows
 from forecaster.model.network import LSTMQuantileNet
 from forecaster.predict import predict_quantiles
@@ -30,6 +30,12 @@ from forecaster.windows import all_windows, latest_window
 BUNDLE_FILE = "bundle.json"
 WEIGHTS_FILE = "network.pt"
 TICKER = "ticker"
+# How tracking.log_pyfunc stores the model: MLflow "models from code" with this entry script
+# and two artifacts. The service checks a registered model's MLmodel against this before it
+# reads anything else, and never runs the model's code (see served_artifacts).
+ENTRY_SCRIPT = "pyfunc_entry.py"
+LOADER_MODULE = "mlflow.pyfunc.loaders.code_model"
+ARTIFACTS = {"bundle": f"artifacts/{BUNDLE_FILE}", "weights": f"artifacts/{WEIGHTS_FILE}"}
 
 
 def quantile_column(level: float) -> str:
@@ -249,6 +255,39 @@ class Forecaster:
         x, as_of = all_windows(history, self.bundle.features, self.bundle.lookback)
         q = predict_quantiles(self.network, self.bundle.scaler.transform(x))
         return self._rows(ticker, as_of, history[CLOSE].reindex(as_of).to_numpy(), q)
+
+
+def served_artifacts(mlmodel: Any, where: str) -> tuple[str, str]:
+    """(bundle, weights) paths inside a registered model, after checking from its MLmodel
+    metadata alone that it is this project's pyfunc; raises ModelFormatError otherwise.
+
+    The service then reads those two files as data (JSON and a weights-only tensor file), so
+    no code stored with a model ever runs in the API.
+    """
+    flavors = mlmodel.get("flavors") if isinstance(mlmodel, dict) else None
+    if not isinstance(flavors, dict) or not isinstance(flavors.get("python_function"), dict):
+        raise ModelFormatError(f"{where}: not an MLflow pyfunc model (no python_function flavor)")
+    pyfunc = flavors["python_function"]
+    problems = []
+    if set(flavors) != {"python_function"}:
+        problems.append(f"flavors {sorted(flavors)}")
+    if pyfunc.get("loader_module") != LOADER_MODULE:
+        problems.append(f"loader_module {pyfunc.get('loader_module')!r}")
+    if Path(str(pyfunc.get("model_code_path") or "")).name != ENTRY_SCRIPT:
+        problems.append(f"model code {pyfunc.get('model_code_path')!r}")
+    artifacts = pyfunc.get("artifacts")
+    paths = (
+        {name: (spec or {}).get("path") for name, spec in artifacts.items()}
+        if isinstance(artifacts, dict)
+        else None
+    )
+    if paths != ARTIFACTS:
+        problems.append(f"artifacts {paths}")
+    if problems:
+        raise ModelFormatError(
+            f"{where} is not a forecaster model ({'; '.join(problems)}); refusing to load it"
+        )
+    return ARTIFACTS["bundle"], ARTIFACTS["weights"]
 
 
 def history_frames(model_input: pd.DataFrame) -> dict[str, pd.DataFrame]:

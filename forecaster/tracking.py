@@ -29,7 +29,7 @@ from mlflow.types import ColSpec, Schema
 from forecaster import __version__
 from forecaster.config import ForecasterConfig, config_to_yaml
 from forecaster.errors import ForecasterError
-from forecaster.inference import Forecaster
+from forecaster.inference import ENTRY_SCRIPT, Forecaster
 from forecaster.schemas import DATE, OHLCV_COLUMNS, frame_meta
 
 logger = logging.getLogger(__name__)
@@ -200,8 +200,8 @@ def log_pyfunc(forecaster: Forecaster, input_example: pd.DataFrame) -> ModelInfo
         bundle, weights = forecaster.save(Path(tmp))
         info: ModelInfo = mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
-            python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
-            artifacts={"bundle": str(bundle), "weights": str(weights)},
+            python_model=str(Path(__file__).with_name(ENTRY_SCRIPT)),
+            artifacts={"bundle": str(bundle), "weights": str(weights)},  # see ARTIFACTS
             signature=signature,
             input_example=input_example,
             pip_requirements=requirements,

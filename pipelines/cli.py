@@ -194,6 +194,8 @@ def cmd_serve(args: argparse.Namespace, config: ForecasterConfig | None) -> int:
     import uvicorn
 
     logging.getLogger("uvicorn.error").addFilter(_OneLineStartupFailure())
+    # Model files are fetched on every hot reload: no progress bars in a server's log.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # The app reads its settings from the environment (FORECASTER_*, MLFLOW_TRACKING_URI).
     try:
         uvicorn.run(

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
 
-import mlflow
+import yaml
 from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
 
-from forecaster.errors import ModelMismatchError
-from forecaster.inference import Forecaster, StockForecastModel
+from forecaster.errors import ModelFormatError, ModelMismatchError
+from forecaster.inference import Forecaster, served_artifacts
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ class ModelStore:
         self.retry_max_seconds = retry_max_seconds
         self.current: LoadedModel | None = None
         self.last_error: str | None = "model not loaded yet"
+        # Versions refused for what they are (not for a transient failure): not tried again.
+        self._refused: dict[str, str] = {}
         self._lock = asyncio.Lock()
 
     def _client(self) -> MlflowClient:
@@ -76,29 +80,43 @@ class ModelStore:
         return str(found.version), str(found.run_id), self.fallback_alias
 
     def _load(self, version: str, run_id: str, alias: str) -> LoadedModel:
+        """Check the version's MLmodel, then read its bundle and weights as data.
+
+        MLflow's own loader would first run the code stored with the model; whoever can write
+        to the registry could then run code in the API. Only two files are read here, and the
+        weights with torch's weights-only loader.
+        """
         client = self._client()
-        mlflow.set_tracking_uri(self.tracking_uri)
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{self.name}/{version}")
-        python_model: Any = pyfunc.unwrap_python_model()
-        if not isinstance(python_model, StockForecastModel):
-            raise TypeError(
-                f"models:/{self.name}/{version} is not a forecaster model "
-                f"({type(python_model).__name__})"
+        root = f"models:/{self.name}/{version}"
+        where = f"{self.name} v{version}"
+        with tempfile.TemporaryDirectory(prefix="forecaster-serve-") as tmp:
+            mlmodel = Path(self._download(f"{root}/MLmodel", tmp))
+            metadata = yaml.safe_load(mlmodel.read_text(encoding="utf-8"))
+            bundle, weights = served_artifacts(metadata, where)
+            forecaster = Forecaster.load(
+                Path(self._download(f"{root}/{bundle}", tmp)),
+                Path(self._download(f"{root}/{weights}", tmp)),
             )
         if self.data_settings is not None:
-            conflict = python_model.forecaster.bundle.conflict(*self.data_settings)
+            conflict = forecaster.bundle.conflict(*self.data_settings)
             if conflict:
-                raise ModelMismatchError(f"{self.name} v{version}: {conflict}")
+                raise ModelMismatchError(f"{where}: {conflict}")
         tags = dict(client.get_model_version(self.name, version).tags)
         return LoadedModel(
             name=self.name,
             version=version,
             alias=alias,
             run_id=run_id,
-            forecaster=python_model.forecaster,
+            forecaster=forecaster,
             loaded_at=datetime.now(UTC),
             tags=tags,
         )
+
+    def _download(self, uri: str, directory: str) -> str:
+        path: str = download_artifacts(
+            artifact_uri=uri, dst_path=directory, tracking_uri=self.tracking_uri
+        )
+        return path
 
     async def refresh(self) -> bool:
         """Load the alias's version if it differs from the served one; True if swapped.
@@ -114,6 +132,10 @@ class ModelStore:
                     logger.warning("%s", self.last_error)
                 return False
             if self.current is not None and self.current.version == version:
+                self.last_error = None
+                return False
+            if version in self._refused:
+                self.last_error = self._refused[version]
                 return False
             if alias != self.alias:
                 logger.warning("%s@%s does not exist; serving fallback alias %s (v%s)",
@@ -124,6 +146,8 @@ class ModelStore:
                 self.conflict = str(exc) if isinstance(exc, ModelMismatchError) else None
                 self.on_event("failed")
                 self.last_error = f"loading {self.name} v{version} failed: {_first_line(exc)}"
+                if isinstance(exc, ModelFormatError):
+                    self._refused[version] = self.last_error
                 logger.error("%s; still serving %s", self.last_error, self.describe())
                 return False
             previous = self.describe()

@@ -119,6 +119,9 @@ class Readiness(BaseModel):
     model: str
     version: str
     alias: str
+    detail: str | None = Field(
+        None, description="why a newer version is not served (e.g. refused), if one is not"
+    )
 
 
 class ReloadResult(BaseModel):

@@ -25,4 +25,5 @@ async def readyz(state: State) -> Readiness | JSONResponse:
     model = state.models.current
     if model is None:
         return JSONResponse(status_code=503, content={"detail": state.models.last_error})
-    return Readiness(status="ready", model=model.name, version=model.version, alias=model.alias)
+    return Readiness(status="ready", model=model.name, version=model.version, alias=model.alias,
+                     detail=state.models.last_error)  # fmt: skip

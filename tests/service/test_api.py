@@ -39,6 +39,7 @@ def test_health_and_readiness(client: TestClient, registry: Registry) -> None:
         "model": "stock-lstm",
         "version": registry.result.model_version,
         "alias": "champion",
+        "detail": None,
     }
 
 
