@@ -17,7 +17,7 @@ COPY forecaster ./forecaster
 COPY pipelines ./pipelines
 COPY service ./service
 COPY configs ./configs
-RUN pip install . && useradd --create-home --uid 1000 forecaster \
+RUN pip install ".[auth]" && useradd --create-home --uid 1000 forecaster \
     && mkdir -p /app/data /mlartifacts && chown forecaster /app/data /mlartifacts
 
 USER forecaster

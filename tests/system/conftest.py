@@ -77,19 +77,28 @@ def postgres() -> Iterator[Postgres]:
 class MlflowServer:
     """`mlflow server` on PostgreSQL, artifacts served by the server; stops its process group."""
 
-    def __init__(self, backend: str, artifacts: Path, log: Path) -> None:
+    def __init__(
+        self,
+        backend: str,
+        artifacts: Path,
+        log: Path,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.backend, self.artifacts, self.log = backend, artifacts, log
+        self.extra_args, self.extra_env = extra_args, env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+        env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", **self.extra_env}
         with self.log.open("a") as out:
             self.process = subprocess.Popen(
                 [str(BIN / "mlflow"), "server", "--backend-store-uri", self.backend,
                  "--artifacts-destination", str(self.artifacts), "--serve-artifacts",
-                 "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+                 "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+                 *self.extra_args],
                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         deadline = time.monotonic() + 180

@@ -26,8 +26,8 @@ def compose() -> dict[str, Any]:
 
 def test_services_dependencies_and_volumes(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"postgres", "mlflow", "trainer", "scheduler", "api"}
-    for name in ("postgres", "mlflow", "scheduler", "api"):  # the long-running ones
+    assert set(services) == {"postgres", "mlflow", "mlflow-ui", "trainer", "scheduler", "api"}
+    for name in ("postgres", "mlflow", "mlflow-ui", "scheduler", "api"):  # the long-running ones
         assert "test" in services[name]["healthcheck"], name
     for name, service in services.items():
         for dependency, spec in service.get("depends_on", {}).items():
@@ -66,10 +66,29 @@ def test_no_secrets_committed_and_every_variable_documented(compose: dict[str, A
     example = (ROOT / ".env.example").read_text()
     documented = set(re.findall(r"^([A-Z_]+)=", example, re.M))
     assert variables <= documented, variables - documented
-    for secret in ("POSTGRES_PASSWORD", "FORECASTER_API_KEY"):
+    for secret in ("POSTGRES_PASSWORD", "FORECASTER_API_KEY", "MLFLOW_AUTH_ADMIN_PASSWORD",
+                   "MLFLOW_FLASK_SERVER_SECRET_KEY"):  # fmt: skip
         assert re.search(rf"^{secret}=$", example, re.M), f"{secret} has a value in .env.example"
         assert re.findall(rf"\$\{{{secret}(:[?-][^}}]*)?\}}", text)
         assert not re.search(rf"\$\{{{secret}:-", text), f"{secret} has a default"
+
+
+def test_only_authenticated_mlflow_is_published(compose: dict[str, Any]) -> None:
+    """The tracking server the services use has no auth, so it must not be published; any
+    MLflow server with a published port runs MLflow's basic-auth app."""
+    services = compose["services"]
+    assert "ports" not in services["mlflow"]
+    published = [n for n, s in services.items() if s.get("ports") and "mlflow" in s["command"]]
+    assert published == ["mlflow-ui"]
+    for name in published:
+        command = services[name]["command"]
+        assert command[command.index("--app-name") + 1] == "basic-auth"
+        env = services[name]["environment"]
+        config = ROOT / env["MLFLOW_AUTH_CONFIG_PATH"].removeprefix("/app/")
+        assert config.exists()
+        assert "admin_password" not in config.read_text().replace("# ", "")
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert '".[auth]"' in dockerfile
 
 
 def test_dockerfile_installs_the_cpu_build_of_torch() -> None:
