@@ -38,6 +38,10 @@ ADJUSTED = "adjusted"  # OHLC scaled for splits and dividends (yfinance auto_adj
 RAW = "raw"  # prices as traded, no corporate-action adjustment
 AS_GIVEN = "as_given"  # a CSV without Adj Close: whatever the file holds
 
+# What a ticker symbol may look like (^GSPC, AAPL, BRK-B, EURUSD=X): checked before a source or
+# the API uses one, so an empty or odd string never reaches yfinance or a file name.
+TICKER_PATTERN = r"^[A-Za-z0-9^.=_\-]{1,20}$"
+
 # Open and close must lie within [low, high] up to this relative slack, so that float rounding in
 # adjusted prices is not refused while a real inconsistency (a typo, a shifted column) is.
 RANGE_SLACK = 1e-6

@@ -11,8 +11,10 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
@@ -176,7 +178,36 @@ def cmd_ui(args: argparse.Namespace, config: ForecasterConfig) -> int:
     command = [str(mlflow_bin), "ui", "--backend-store-uri", uri, "--host", args.host,
                "--port", str(args.port)]  # fmt: skip
     print(f"MLflow UI on http://{args.host}:{args.port} ({uri})", flush=True)
-    return subprocess.call(command)
+    # Its own process group: MLflow's server starts worker processes, and stopping `forecaster
+    # ui` (SIGTERM, Ctrl+C) must stop all of them and free the port.
+    process = subprocess.Popen(command, start_new_session=True)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: _stop_group(process))
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        _stop_group(process)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process's whole group, SIGKILL what is left after 10 s."""
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(process.pid, 0)  # anyone left in the group?
+            except ProcessLookupError:
+                process.poll()
+                return
+            process.poll()  # reap the leader so it does not linger as a zombie
+            time.sleep(0.1)
 
 
 class _OneLineStartupFailure(logging.Filter):
@@ -190,8 +221,29 @@ class _OneLineStartupFailure(logging.Filter):
         return True
 
 
+def _serve_environment(args: argparse.Namespace) -> dict[str, str]:
+    """FORECASTER_* values from --config/--data-dir/--set, for the app (and its workers)."""
+    if args.config is None and args.data_dir is None and not args.overrides:
+        return {}
+    from forecaster.tracking import resolve_tracking_uri
+
+    values = {"data.data_dir": str(args.data_dir)} if args.data_dir else None
+    config = load_config(args.config, args.overrides, values)
+    env = {
+        "FORECASTER_DATA_DIR": str(config.data.data_dir),
+        "FORECASTER_TRACKING_URI": resolve_tracking_uri(config),
+        "FORECASTER_MODEL_NAME": config.tracking.model_name,
+        "FORECASTER_AUTO_ADJUST": "true" if config.data.auto_adjust else "false",
+    }
+    if config.data.source in ("sample", "yahoo"):  # a CSV-trained model serves client history
+        env["FORECASTER_DATA_SOURCE"] = config.data.source
+    return env
+
+
 def cmd_serve(args: argparse.Namespace, config: ForecasterConfig | None) -> int:
     import uvicorn
+
+    os.environ.update(_serve_environment(args))
 
     logging.getLogger("uvicorn.error").addFilter(_OneLineStartupFailure())
     # Model files are fetched on every hot reload: no progress bars in a server's log.
@@ -307,6 +359,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    group = serve.add_argument_group(
+        "configuration",
+        "the service reads FORECASTER_* variables; these flags set the ones they cover "
+        "(data dir, tracking URI, model name, data source, auto_adjust) from a config",
+    )
+    group.add_argument("--config", type=Path, metavar="FILE", help="YAML config (see configs/)")
+    group.add_argument("--data-dir", type=Path, metavar="DIR", help="stores, caches and logs")
+    group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       dest="overrides", help="override a config key (repeatable)")  # fmt: skip
     serve.set_defaults(handler=cmd_serve, needs_config=False)
     return parser
 

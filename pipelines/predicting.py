@@ -22,9 +22,11 @@ def run_predict(config: ForecasterConfig, model_uri: str | None = None) -> dict[
     mlflow.set_tracking_uri(tracking_uri)
     try:
         model = mlflow.pyfunc.load_model(uri)
-    except MlflowException as exc:
+    except Exception as exc:  # MLflow raises anything from a bad URI: all are the user's to fix
+        reason = exc.message if isinstance(exc, MlflowException) else str(exc)
+        first = reason.strip().splitlines()[0] if reason.strip() else type(exc).__name__
         raise TrackingError(
-            f"cannot load model {uri} from {tracking_uri}: {exc.message.splitlines()[0]} "
+            f"cannot load model {uri} from {tracking_uri}: {first} "
             "(train one with 'forecaster train', or pass --model-uri)"
         ) from exc
     frames = load_frames(config.data)

@@ -152,6 +152,11 @@ def log_figures(fold: FoldResult, config: ForecasterConfig) -> None:
     mlflow.log_figure(training_curves_figure(fold.trained.history), "plots/training_curves.png")
 
 
+def _ratio_tag(ratio: float | None) -> str:
+    """A ratio is None when its baseline scored 0 (prices that never move)."""
+    return "n/a" if ratio is None else f"{ratio:.6f}"
+
+
 def version_tags(data: PreparedData, ev: Evaluation, run_id: str) -> dict[str, str]:
     """Registry tags: what data the version saw and how it scored."""
     first = min(f.index[0] for f in data.frames.values()).date()
@@ -163,10 +168,10 @@ def version_tags(data: PreparedData, ev: Evaluation, run_id: str) -> dict[str, s
         "test_range": f"{data.split.test_start.date()}..{data.split.test_end.date()}",
         "test_mae": f"{ev.model.point.mae:.6f}",
         "naive_mae": f"{ev.scores[NAIVE].point.mae:.6f}",
-        "mae_ratio_vs_naive": f"{summary['mae_ratio_vs_naive']:.6f}",
+        "mae_ratio_vs_naive": _ratio_tag(summary["mae_ratio_vs_naive"]),
         "test_pinball": f"{ev.model.pinball:.8f}",
-        "pinball_ratio_vs_naive": f"{summary['pinball_ratio_vs_naive']:.6f}",
-        "pinball_ratio_vs_garch": f"{summary['pinball_ratio_vs_garch']:.6f}",
+        "pinball_ratio_vs_naive": _ratio_tag(summary["pinball_ratio_vs_naive"]),
+        "pinball_ratio_vs_garch": _ratio_tag(summary["pinball_ratio_vs_garch"]),
         "run_id": run_id,
     }
 

@@ -87,7 +87,9 @@ class ModelStore:
         weights with torch's weights-only loader.
         """
         client = self._client()
-        root = f"models:/{self.name}/{version}"
+        # The version's artifact location, resolved with this store's registry (models:/ URIs
+        # would be resolved against MLflow's process-wide registry URI instead).
+        root = str(client.get_model_version_download_uri(self.name, version)).rstrip("/")
         where = f"{self.name} v{version}"
         with tempfile.TemporaryDirectory(prefix="forecaster-serve-") as tmp:
             mlmodel = Path(self._download(f"{root}/MLmodel", tmp))

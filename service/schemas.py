@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TICKER_PATTERN = r"^[A-Za-z0-9^.=_\-]{1,20}$"
+from forecaster.schemas import TICKER_PATTERN
 
 
 class HistoryRow(BaseModel):

@@ -7,6 +7,7 @@ the data is instead of an error, as long as some history was downloaded before.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -23,6 +24,7 @@ from forecaster.schemas import (
     CLOSE,
     OHLCV_COLUMNS,
     RAW,
+    TICKER_PATTERN,
     FrameMeta,
     validate_ohlcv,
     with_meta,
@@ -80,6 +82,10 @@ class YahooSource:
         self._clock = clock
 
     def load(self, ticker: str) -> pd.DataFrame:
+        if not re.fullmatch(TICKER_PATTERN, ticker):
+            raise DataValidationError(
+                f"yahoo: {ticker!r} is not a ticker symbol (1-20 letters, digits or ^.=_-)"
+            )
         cached = self.cache.read(ticker, adjusted=self.auto_adjust)
         now = self._clock()
         if cached is not None:

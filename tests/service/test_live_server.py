@@ -208,3 +208,36 @@ def test_no_traceback_in_the_server_log_after_hostile_clients(live: LiveServer) 
     log = live.log.read_text()
     assert "Traceback" not in log, log[log.index("Traceback") - 500 :][:3000]
     assert "Exception in ASGI application" not in log
+
+
+def test_serve_takes_data_dir_and_config_flags(registry: Registry, tmp_path: Path) -> None:
+    """No FORECASTER_* variables: --data-dir alone points the service at the store."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("FORECASTER_", "MLFLOW_TRACKING_URI"))}  # fmt: skip
+    env["FORECASTER_PREDICTION_LOG_URL"] = f"sqlite:///{tmp_path / 'predictions.db'}"
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(FORECASTER), "serve", "--data-dir", str(registry.data_dir), "--port", str(port)],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/readyz"
+        deadline = time.monotonic() + 60
+        while _answer(url, process, log) != 200:
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.3)
+        assert httpx.get(url).json()["version"] == registry.result.model_version
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def _answer(url: str, process: subprocess.Popen[bytes], log: Path) -> int:
+    if process.poll() is not None:
+        pytest.fail(f"exited with {process.returncode}: {log.read_text()[-2000:]}")
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.TransportError:
+        return 0

@@ -85,3 +85,53 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["windows", "--start", "yesterday"])
     assert info.value.code == 2
     assert "not a YYYY-MM-DD date" in capsys.readouterr().err
+
+
+@pytest.fixture
+def hostile_files(tmp_path: Path) -> dict[str, Path]:
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(256)) * 4)
+    return {"binary": binary, "dir": tmp_path, "data": tmp_path / "data"}
+
+
+# Invocations a user can get wrong. Each must end in one `forecaster: error:` line (exit 1) or a
+# usage message (exit 2), never a traceback. {binary}, {dir} and {data} are files made per test.
+HOSTILE_CLI = [
+    (["data", "--source", "yahoo", "--ticker", ""], 1, "'' is not a ticker symbol"),
+    (["data", "--source", "yahoo", "--ticker", "../../etc/passwd"], 1, "is not a ticker symbol"),
+    (["data", "--config", "{binary}"], 1, "not a text (UTF-8) YAML file"),
+    (["data", "--config", "{dir}"], 1, "is a directory, not a YAML config file"),
+    (["data", "--csv", "{binary}"], 1, "not a readable CSV file"),
+    (["data", "--csv", "{dir}"], 1, "is a directory, not a CSV file"),
+    (["windows", "--set", "windows.lookback=abc"], 1, "windows.lookback: Input should be a valid integer"),
+    (["windows", "--set", "nonsense"], 1, "KEY=VALUE"),
+    (["backtest", "--folds", "0"], 1, "split.folds"),
+    (["predict", "--data-dir", "{data}", "--model-uri", "http://127.0.0.1:1/x"], 1, "cannot load model http://127.0.0.1:1/x"),
+    (["predict", "--data-dir", "{data}", "--model-uri", "models:/nope/1"], 1, "cannot load model models:/nope/1"),
+    (["train", "--data-dir", "{data}", "--set", "training.accelerator=gpu"], 1, "the champion was not changed"),
+    (["serve", "--config", "{binary}"], 1, "not a text (UTF-8) YAML file"),
+    (["serve", "--port", "abc"], 2, "invalid int value"),
+    (["windows", "--start", "2018-13-01"], 2, "not a YYYY-MM-DD date"),
+    (["nosuchcommand"], 2, "invalid choice"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "fragment"), HOSTILE_CLI, ids=[" ".join(c[0]) for c in HOSTILE_CLI]
+)
+def test_hostile_invocations_never_show_a_traceback(
+    argv: list[str], code: int, fragment: str, hostile_files: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    argv = [a.format(**{k: str(v) for k, v in hostile_files.items()}) for a in argv]
+    try:
+        returned = main(["-q", *argv])
+    except SystemExit as exc:  # argparse's usage errors
+        returned = exc.code
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert returned == code, output
+    assert "Traceback" not in output
+    assert fragment in output, output
+    if code == 1:
+        assert captured.err.strip().splitlines()[-1].startswith("forecaster: error: ")
