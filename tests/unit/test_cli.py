@@ -121,8 +121,9 @@ HOSTILE_CLI = [
 )
 def test_hostile_invocations_never_show_a_traceback(
     argv: list[str], code: int, fragment: str, hostile_files: dict[str, Path],
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the store under --data-dir
     argv = [a.format(**{k: str(v) for k, v in hostile_files.items()}) for a in argv]
     try:
         returned = main(["-q", *argv])
