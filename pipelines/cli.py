@@ -181,9 +181,17 @@ def cmd_ui(args: argparse.Namespace, config: ForecasterConfig) -> int:
     # Its own process group: MLflow's server starts worker processes, and stopping `forecaster
     # ui` (SIGTERM, Ctrl+C) must stop all of them and free the port.
     process = subprocess.Popen(command, start_new_session=True)
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: _stop_group(process))
+    terminated = False
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        nonlocal terminated
+        terminated = True
+        _stop_group(process)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        return process.wait()
+        code = process.wait()
+        return 128 + signal.SIGTERM if terminated else code
     except KeyboardInterrupt:
         _stop_group(process)
         return 130

@@ -58,29 +58,6 @@ def make_source(settings: ServiceSettings) -> OHLCVSource:
     return SampleSource(auto_adjust=settings.auto_adjust)
 
 
-@dataclass(frozen=True)
-class SourceLimits:
-    """How the service protects itself from its data source (see ServiceSettings)."""
-
-    ttl_seconds: float = 900.0
-    failure_ttl_seconds: float = 60.0
-    max_tickers: int = 1000
-    threads: int = 4
-    breaker_failures: int = 3
-    breaker_cooldown_seconds: float = 30.0
-
-    @classmethod
-    def from_settings(cls, settings: ServiceSettings) -> SourceLimits:
-        return cls(
-            ttl_seconds=settings.history_ttl_seconds,
-            failure_ttl_seconds=settings.source_failure_ttl_seconds,
-            max_tickers=settings.history_max_tickers,
-            threads=settings.source_threads,
-            breaker_failures=settings.source_breaker_failures,
-            breaker_cooldown_seconds=settings.source_breaker_cooldown_seconds,
-        )
-
-
 @dataclass
 class _Entry:
     frame: pd.DataFrame
@@ -124,28 +101,28 @@ class _Lru(Generic[V]):
 class HistoryStore:
     """Per-ticker history with bounded memory, and a source that cannot take the service down.
 
-    - Loaded histories and failed lookups live in LRUs of at most `max_tickers` entries each.
+    - Loaded histories and failed lookups live in LRUs of `history_max_tickers` entries each.
     - A failed lookup (unknown ticker, source down, bad data) is answered from memory for
-      `failure_ttl_seconds` instead of asking the source again.
-    - After `breaker_failures` consecutive outages the circuit opens: lookups of uncached
-      tickers fail at once for `breaker_cooldown_seconds`, then the source is tried again.
+      `source_failure_ttl_seconds` instead of asking the source again.
+    - After `source_breaker_failures` consecutive outages the circuit opens: lookups of uncached
+      tickers fail at once for `source_breaker_cooldown_seconds`, then the source is tried again.
     - Lookups run on a small pool of their own, so a slow source never delays the thread pool
       that client-history predictions use; concurrent requests for one ticker share one load.
     """
 
-    def __init__(self, source: OHLCVSource, limits: SourceLimits | None = None) -> None:
+    def __init__(self, source: OHLCVSource, settings: ServiceSettings) -> None:
         self.source = source
-        self.limits = limits or SourceLimits()
-        self._entries: _Lru[_Entry] = _Lru(self.limits.max_tickers)
-        self._failures: _Lru[_Failure] = _Lru(self.limits.max_tickers)
+        self.settings = settings
+        self._entries: _Lru[_Entry] = _Lru(settings.history_max_tickers)
+        self._failures: _Lru[_Failure] = _Lru(settings.history_max_tickers)
         self._loading: dict[str, asyncio.Task[_Entry]] = {}
-        self._pool = ThreadPoolExecutor(self.limits.threads, thread_name_prefix="source")
+        self._pool = ThreadPoolExecutor(settings.source_threads, thread_name_prefix="source")
         self._outages = 0
         self._open_until = 0.0
 
     @property
     def tracked_tickers(self) -> int:
-        """Tickers with any state held (for tests and metrics): bounded by 2 x max_tickers
+        """Tickers with any state held (for tests and metrics): bounded by 2 x history_max_tickers
         plus the loads in flight."""
         return len(self._entries) + len(self._failures) + len(self._loading)
 
@@ -155,7 +132,7 @@ class HistoryStore:
     async def _entry(self, ticker: str) -> _Entry:
         now = time.monotonic()
         entry = self._entries.get(ticker)
-        if entry is not None and now - entry.loaded < self.limits.ttl_seconds:
+        if entry is not None and now - entry.loaded < self.settings.history_ttl_seconds:
             return entry
         failure = self._failures.get(ticker)
         if failure is not None and now < failure.until:
@@ -183,15 +160,17 @@ class HistoryStore:
         try:
             frame = await loop.run_in_executor(self._pool, self.source.load, ticker)
         except DataError as exc:
-            until = time.monotonic() + self.limits.failure_ttl_seconds
+            until = time.monotonic() + self.settings.source_failure_ttl_seconds
             self._failures.put(ticker, _Failure(type(exc), str(exc), until))
             if isinstance(exc, SourceUnavailableError):
                 self._outages += 1
-                if self._outages >= self.limits.breaker_failures:
-                    self._open_until = time.monotonic() + self.limits.breaker_cooldown_seconds
+                if self._outages >= self.settings.source_breaker_failures:
+                    self._open_until = (
+                        time.monotonic() + self.settings.source_breaker_cooldown_seconds
+                    )
                     logger.warning("%s: %d consecutive failures; circuit open for %.0f s",
                                    self.source.name, self._outages,
-                                   self.limits.breaker_cooldown_seconds)  # fmt: skip
+                                   self.settings.source_breaker_cooldown_seconds)  # fmt: skip
             raise
         self._outages = 0
         self._failures.pop(ticker)

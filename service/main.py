@@ -24,7 +24,7 @@ from forecaster import __version__
 from forecaster.errors import ModelMismatchError
 from service.body import document_bodies, validation_error_handler
 from service.calendar import TradingCalendar
-from service.history import HistoryStore, SourceLimits, make_source
+from service.history import HistoryStore, make_source
 from service.metrics import ServiceMetrics
 from service.middleware import RequestContextMiddleware
 from service.model_store import ModelStore
@@ -49,7 +49,7 @@ def build_state(settings: ServiceSettings, metrics: ServiceMetrics) -> ServiceSt
             fallback_alias=settings.fallback_alias,
             data_settings=(settings.data_source, settings.auto_adjust),
         ),
-        history=HistoryStore(make_source(settings), SourceLimits.from_settings(settings)),
+        history=HistoryStore(make_source(settings), settings),
         calendar=TradingCalendar(),
         metrics=metrics,
         prediction_log=PredictionLog(settings.resolved_prediction_log_url()),

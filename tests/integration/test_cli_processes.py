@@ -70,7 +70,7 @@ def test_sigterm_to_forecaster_ui_stops_mlflow_and_its_workers(tmp_path: Path) -
         assert groups, "forecaster ui started no MLflow process"
         assert all(_group_alive(g) for g in groups)
         process.send_signal(signal.SIGTERM)  # to forecaster only, as a process manager would
-        process.wait(timeout=30)
+        assert process.wait(timeout=30) == 143  # the shell's code for "ended by SIGTERM"
         deadline = time.monotonic() + 15
         while any(_group_alive(g) for g in groups) and time.monotonic() < deadline:
             time.sleep(0.2)

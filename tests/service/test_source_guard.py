@@ -24,7 +24,7 @@ from forecaster.config import YahooConfig
 from forecaster.errors import TickerNotFoundError
 from forecaster.sources import SampleSource
 from forecaster.sources.yahoo import YahooSource
-from service.history import HistoryStore, SourceLimits
+from service.history import HistoryStore
 from service.main import create_app
 from service.settings import ServiceSettings
 from tests.service.test_api import history_rows
@@ -38,6 +38,7 @@ class OfflineNetwork:
 
     def __init__(self, block: bool = False) -> None:
         self.calls: list[str] = []
+        self.finished = 0  # calls that have returned (failed), released or timed out
         self.released = threading.Event()
         if not block:
             self.released.set()
@@ -46,7 +47,8 @@ class OfflineNetwork:
         self, ticker: str, start: date | None, adjust: bool, timeout: float
     ) -> pd.DataFrame:
         self.calls.append(ticker)
-        self.released.wait(timeout=30)
+        self.released.wait(timeout=10)
+        self.finished += 1
         raise DNSError("Could not resolve host: query2.finance.yahoo.com")
 
 
@@ -123,7 +125,10 @@ def test_lookups_do_not_hold_up_client_history_predictions(
         rows = history_rows(60)
         response = client.post("/v1/predictions", json={"ticker": "X", "history": rows})
         assert response.status_code == 200
-        assert not network.released.is_set()  # answered while the lookups still hang
+        # Answered while every lookup still hangs (sharing their threads, it would have waited
+        # for them to time out).
+        assert network.calls
+        assert network.finished == 0
         network.released.set()
         for thread in hanging:
             thread.join(timeout=30)
@@ -155,7 +160,7 @@ def _resident_bytes() -> int:
 def test_per_ticker_state_stays_bounded_over_200k_tickers() -> None:
     """Every distinct unknown ticker leaves a remembered failure; the LRU caps them, so memory
     after 200k tickers is what it was after 20k (it grew 44 MB before the cap)."""
-    store = HistoryStore(SampleSource(), SourceLimits(max_tickers=500, threads=2))
+    store = HistoryStore(SampleSource(), ServiceSettings(history_max_tickers=500, source_threads=2))
 
     async def one(i: int) -> None:
         with pytest.raises(TickerNotFoundError):
