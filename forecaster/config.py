@@ -151,9 +151,16 @@ class ModelConfig(FrozenModel):
         0.8, gt=0, lt=1, description="the headline interval (one of intervals)"
     )
     scale_by: FeatureName | None = Field(
-        "gk_volatility",
+        "volatility",
         description="feature (a trailing volatility) whose last value sets the forecast's "
         "scale, so bands follow the regime; null: a fixed scale",
+    )
+    ensemble_size: int = Field(
+        5,
+        ge=1,
+        le=50,
+        description="networks trained from seeds training.seed, +1, ...; the served forecast "
+        "averages their quantiles",
     )
 
     @model_validator(mode="after")

@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 import torch
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
+from torch import nn
 
 from forecaster.config import FeatureConfig, level_key
 from forecaster.errors import DataValidationError, ModelFormatError
 from forecaster.features import warmup_rows
-from forecaster.model.network import LSTMQuantileNet
+from forecaster.model.network import LSTMQuantileNet, combine
 from forecaster.predict import predict_quantiles
 from forecaster.scaling import FeatureScaler
 from forecaster.schemas import CLOSE, DATE, OHLCV_COLUMNS, validate_ohlcv
@@ -80,6 +81,8 @@ class ModelBundle:
     data_source: str | None = None  # sample, csv or yahoo
     adjustment: str | None = None  # adjusted, raw or as_given (forecaster.schemas)
     tickers: tuple[str, ...] = ()
+    # Networks whose quantiles the forecast averages (model.ensemble_size).
+    ensemble_size: int = 1
 
     @property
     def median_index(self) -> int:
@@ -116,6 +119,7 @@ class ModelBundle:
                     "num_layers": self.num_layers,
                     "dropout": self.dropout,
                     "scale_feature": self.scale_feature,
+                    "ensemble_size": self.ensemble_size,
                 },
             },
             indent=2,
@@ -141,17 +145,24 @@ class ModelBundle:
             data_source=trained_on.get("source"),
             adjustment=trained_on.get("adjustment"),
             tickers=tuple(str(t) for t in trained_on.get("tickers", ())),
+            ensemble_size=int(net.get("ensemble_size", 1)),
         )
 
-    def build_network(self) -> LSTMQuantileNet:
-        return LSTMQuantileNet(
-            n_features=self.n_features,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            dropout=self.dropout,
-            n_quantiles=len(self.quantiles),
-            median_index=self.median_index,
-            vol_feature=self.scale_feature,
+    def build_network(self) -> nn.Module:
+        """The untrained architecture the weights file fits."""
+        return combine(
+            [
+                LSTMQuantileNet(
+                    n_features=self.n_features,
+                    hidden_size=self.hidden_size,
+                    num_layers=self.num_layers,
+                    dropout=self.dropout,
+                    n_quantiles=len(self.quantiles),
+                    median_index=self.median_index,
+                    vol_feature=self.scale_feature,
+                )
+                for _ in range(self.ensemble_size)
+            ]
         )
 
     def conflict(self, data_source: str, auto_adjust: bool) -> str | None:
@@ -186,7 +197,7 @@ class ModelBundle:
 class Forecaster:
     """Raw daily OHLCV history in, next-trading-day forecast with its interval out."""
 
-    def __init__(self, bundle: ModelBundle, network: LSTMQuantileNet) -> None:
+    def __init__(self, bundle: ModelBundle, network: nn.Module) -> None:
         self.bundle = bundle
         self.network = network.eval()
 

@@ -118,14 +118,20 @@ def forecast_figure(test: Windows, q_all: np.ndarray, ticker: str, model: ModelC
     return fig
 
 
-def training_curves_figure(history: Sequence[Any]) -> Figure:
+def training_curves_figure(members: Sequence[Any]) -> Figure:
+    """Train (dashed) and validation (solid) loss per epoch, one colour per ensemble member."""
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.add_subplot()
-    epochs = [r.epoch + 1 for r in history]
-    ax.plot(epochs, [r.train_loss for r in history], marker="o", label="train loss")
-    ax.plot(epochs, [r.val_loss for r in history], marker="o", label="validation loss")
+    for i, member in enumerate(members):
+        history = member.history
+        epochs = [r.epoch + 1 for r in history]
+        tag = f"member {i + 1} " if len(members) > 1 else ""
+        (line,) = ax.plot(epochs, [r.val_loss for r in history], marker="o",
+                          label=f"{tag}validation loss")  # fmt: skip
+        ax.plot(epochs, [r.train_loss for r in history], linestyle="--", color=line.get_color(),
+                label=f"{tag}train loss")  # fmt: skip
     ax.set_xlabel("epoch")
     ax.set_ylabel("pinball loss (target-std units)")
     ax.set_title("training curves")
-    ax.legend()
+    ax.legend(fontsize="small")
     return fig

@@ -159,13 +159,14 @@ def log_datasets(frames: Mapping[str, pd.DataFrame], context: str = "training") 
         )
 
 
-def log_epochs(records: Iterable[Any]) -> None:
+def log_epochs(records: Iterable[Any], prefix: str = "") -> None:
+    """Per-epoch curves, step = epoch; ensemble members each get their own `prefix`."""
     for record in records:
         mlflow.log_metrics(
             {
-                "train_loss": record.train_loss,
-                "val_loss": record.val_loss,
-                "val_mae_return": record.val_mae_return,
+                f"{prefix}train_loss": record.train_loss,
+                f"{prefix}val_loss": record.val_loss,
+                f"{prefix}val_mae_return": record.val_mae_return,
             },
             step=record.epoch,
         )

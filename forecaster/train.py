@@ -10,18 +10,19 @@ import math
 import sys
 import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from torch import nn
 
 from forecaster.config import ForecasterConfig
 from forecaster.errors import ForecasterError
 from forecaster.model.datamodule import WindowDataModule
 from forecaster.model.lit_module import LitForecaster
-from forecaster.model.network import LSTMQuantileNet
+from forecaster.model.network import LSTMQuantileNet, combine
 from forecaster.predict import predict_quantiles
 from forecaster.scaling import FeatureScaler
 from forecaster.windows import Windows
@@ -41,13 +42,23 @@ class EpochRecord:
     val_mae_return: float
 
 
-@dataclass
+@dataclass(frozen=True)
+class MemberFit:
+    """How one ensemble member trained: its seed, per-epoch records and restored epoch."""
+
+    seed: int
+    history: tuple[EpochRecord, ...]
+    best_epoch: int
+
+
+@dataclass(frozen=True)
 class TrainedModel:
-    network: LSTMQuantileNet
-    history: list[EpochRecord] = field(default_factory=list)
-    best_epoch: int = 0
-    best_val_loss: float = math.nan
-    device: str = "cpu"
+    network: nn.Module  # one LSTMQuantileNet, or their QuantileEnsemble
+    members: tuple[MemberFit, ...]
+
+    @property
+    def epochs(self) -> int:
+        return sum(len(m.history) for m in self.members)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(n, lookback, n_features) scaled windows -> (n, n_quantiles) log-return quantiles."""
@@ -111,9 +122,27 @@ def build_network(
 def train_network(
     train: Windows, val: Windows, config: ForecasterConfig, scaler: FeatureScaler
 ) -> TrainedModel:
-    """Fit on scaled train windows, early-stop on val, return the best network on the CPU."""
+    """Fit `model.ensemble_size` networks (seeds training.seed, +1, ...) on scaled train
+    windows, each early-stopped on val, and return them combined, on the CPU."""
+    size = config.model.ensemble_size
+    networks, members = [], []
+    for i in range(size):
+        seed = config.training.seed + i
+        if size > 1:
+            logger.info("ensemble member %d/%d (seed %d)", i + 1, size, seed)
+        network, member = _train_member(train, val, config, scaler, seed)
+        networks.append(network)
+        members.append(member)
+    combined = combine(networks)
+    combined.eval()
+    return TrainedModel(network=combined, members=tuple(members))
+
+
+def _train_member(
+    train: Windows, val: Windows, config: ForecasterConfig, scaler: FeatureScaler, seed: int
+) -> tuple[LSTMQuantileNet, MemberFit]:
     training = config.training
-    pl.seed_everything(training.seed, workers=True, verbose=False)
+    pl.seed_everything(seed, workers=True, verbose=False)
     target_scale = float(np.std(train.y)) or 1.0
     network = build_network(len(train.feature_names), config, target_scale, scaler)
     module = LitForecaster(
@@ -122,7 +151,7 @@ def train_network(
         learning_rate=training.learning_rate,
         weight_decay=training.weight_decay,
     )
-    data = WindowDataModule(train, val, training.batch_size, training.seed)
+    data = WindowDataModule(train, val, training.batch_size, seed)
     interactive = sys.stderr.isatty()
     history = _History(log_lines=not interactive)
     with tempfile.TemporaryDirectory(prefix="forecaster-ckpt-") as tmp:
@@ -166,10 +195,4 @@ def train_network(
         best.epoch + 1,
         best.val_loss,
     )
-    return TrainedModel(
-        network=network,
-        history=history.records,
-        best_epoch=best.epoch,
-        best_val_loss=best.val_loss,
-        device=device,
-    )
+    return network, MemberFit(seed=seed, history=tuple(history.records), best_epoch=best.epoch)

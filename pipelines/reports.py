@@ -162,13 +162,22 @@ def ui_command(tracking_uri: str) -> str:
     return f"forecaster ui (or: mlflow ui --backend-store-uri {tracking_uri} --port 5000)"
 
 
+def _epochs_text(members: list[dict[str, int]]) -> str:
+    if not members:
+        return ""
+    if len(members) == 1:
+        return f" ({members[0]['epochs']} epochs, best {members[0]['best_epoch']})"
+    total = sum(m["epochs"] for m in members)
+    best = ", ".join(str(m["best_epoch"]) for m in members)
+    return f" ({len(members)} ensemble members, {total} epochs; best epochs {best})"
+
+
 def retrain_text(result: Any) -> str:
     """What `forecaster train` and `forecaster retrain` print."""
     payload = result.to_dict()
     lines = [f"{result.status}: {result.reason}"] if result.status in ("skipped", "partial") else []
     if payload["run_id"]:
-        epochs = f" ({payload['epochs']} epochs, best {payload['best_epoch']})" if payload[
-            "epochs"] else ""  # fmt: skip
+        epochs = _epochs_text(payload["members"] or [])
         lines.append(f"run {payload['run_id']}{epochs}")
     if result.step_seconds:
         lines.append("steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.step_seconds.items()))

@@ -127,8 +127,14 @@ class RetrainResult:
             "model_uri": self.model_uri,
             "promoted": bool(self.decision and self.decision.promoted),
             "decision": asdict(self.decision) if self.decision else None,
-            "epochs": len(trained.history) if trained else None,
-            "best_epoch": trained.best_epoch + 1 if trained else None,
+            "epochs": trained.epochs if trained else None,
+            # Per ensemble member: its seed, epochs run and the (1-based) epoch restored.
+            "members": [
+                {"seed": m.seed, "epochs": len(m.history), "best_epoch": m.best_epoch + 1}
+                for m in trained.members
+            ]
+            if trained
+            else None,
             "step_seconds": dict(self.step_seconds or {}),
             "metrics": self.evaluation.summary() if self.evaluation else None,
         }
@@ -173,7 +179,9 @@ def train(data: PreparedData, config: ForecasterConfig) -> LSTMForecaster:
     """Fit the LSTM; the baselines are fitted in the evaluate step, on the same fold."""
     model = LSTMForecaster(config).fit(data)
     if model.trained is not None:
-        log_epochs(model.trained.history)
+        members = model.trained.members
+        for i, member in enumerate(members):
+            log_epochs(member.history, prefix=f"member{i}_" if len(members) > 1 else "")
     return model
 
 

@@ -126,6 +126,7 @@ def make_bundle(
         data_source=config.data.source,
         adjustment=adjustments.pop() if len(adjustments) == 1 else "mixed",
         tickers=tuple(frames),
+        ensemble_size=config.model.ensemble_size,
     )
 
 
@@ -149,7 +150,7 @@ def log_figures(fold: FoldResult, config: ForecasterConfig) -> None:
         )
     mlflow.log_figure(pit_figure(ev), "plots/pit.png")
     mlflow.log_figure(calibration_figure(ev), "plots/calibration.png")
-    mlflow.log_figure(training_curves_figure(fold.trained.history), "plots/training_curves.png")
+    mlflow.log_figure(training_curves_figure(fold.trained.members), "plots/training_curves.png")
 
 
 def _ratio_tag(ratio: float | None) -> str:
@@ -216,7 +217,7 @@ def _fold_entry(number: int, data: PreparedData, fold: FoldResult) -> dict[str, 
         "test_start": str(split.test_start.date()),
         "test_end": str(split.test_end.date()),
         "train_windows": len(split.train),
-        "epochs": len(fold.trained.history),
+        "epochs": fold.trained.epochs,
         **fold.evaluation.summary(),
     }
 

@@ -5,6 +5,8 @@ It knows nothing of Lightning, losses or optimisers, so the served model can use
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -73,3 +75,28 @@ class LSTMQuantileNet(nn.Module):
         below = nn.functional.softplus(raw[:, :m]).flip(1).cumsum(1).flip(1)
         above = nn.functional.softplus(raw[:, m + 1 :]).cumsum(1)
         return torch.cat([median - below, median, median + above], dim=1)
+
+
+class QuantileEnsemble(nn.Module):
+    """Networks trained from different seeds; the forecast is the mean of their quantiles.
+
+    Averaging quantiles level by level (Vincentisation) keeps them ordered, since a mean of
+    non-decreasing vectors is non-decreasing, and evens out how one seed happens to set the
+    width of the bands, which matters more to interval coverage than to the median.
+    """
+
+    def __init__(self, members: Sequence[LSTMQuantileNet]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.median_index = members[0].median_index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(x) for member in self.members]).mean(dim=0)
+
+
+def combine(members: Sequence[LSTMQuantileNet]) -> nn.Module:
+    """The served network: one member as itself (its weights file keeps the single-network
+    layout), several as their ensemble."""
+    return members[0] if len(members) == 1 else QuantileEnsemble(members)

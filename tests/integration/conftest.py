@@ -18,6 +18,7 @@ TINY = [
     "training.max_epochs=3",
     "training.patience=2",
     "training.batch_size=128",
+    "model.ensemble_size=1",
 ]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -30,7 +29,8 @@ LEVELS = [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95]
 def trained(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[ForecasterConfig, RetrainResult]:
-    config = tiny_config(tmp_path_factory.mktemp("train") / "data")
+    # Two ensemble members, so registering, serving and re-scoring cover the ensemble layout.
+    config = tiny_config(tmp_path_factory.mktemp("train") / "data", "model.ensemble_size=2")
     return config, run_retrain(config, force=True, name="train")
 
 
@@ -76,8 +76,10 @@ def test_run_records_params_metrics_datasets_and_artifacts(
         metrics["test_model_pinball"] / metrics["test_naive_pinball"]
     )
     train = step_run(config, str(result.run_id), "train")
-    history = client.get_metric_history(train.info.run_id, "val_loss")
-    assert [m.step for m in history] == list(range(len(result.fold.trained.history)))  # type: ignore[union-attr]
+    assert result.fold is not None
+    for i, member in enumerate(result.fold.trained.members):
+        history = client.get_metric_history(train.info.run_id, f"member{i}_val_loss")
+        assert [m.step for m in history] == list(range(len(member.history)))
     artifacts = {a.path for a in client.list_artifacts(evaluate.info.run_id)}
     assert {"evaluation.json", "plots"} <= artifacts
     plots = {a.path for a in client.list_artifacts(evaluate.info.run_id, "plots")}
@@ -146,7 +148,7 @@ def test_training_is_deterministic_with_a_fixed_seed(tiny: ForecasterConfig) -> 
     train, val, test = data.part("train"), data.part("val"), data.part("test")
     first = train_network(train, val, tiny, data.scaler)
     second = train_network(train, val, tiny, data.scaler)
-    assert [replace(r) for r in first.history] == second.history
+    assert first.members == second.members
     np.testing.assert_array_equal(first.predict(test.x), second.predict(test.x))
     other_seed = tiny.model_copy(update={"training": tiny.training.model_copy(update={"seed": 7})})
     third = train_network(train, val, other_seed, data.scaler)

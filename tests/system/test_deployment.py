@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # pure function); the API test puts the version in place explicitly, so nothing here depends
 # on a seed beating a baseline.
 TRAIN_ARGS = ["--start", "2010-01-01", "--set", "model.hidden_size=8", "--set",
-              "training.max_epochs=3"]  # fmt: skip
+              "model.ensemble_size=1", "--set", "training.max_epochs=3"]  # fmt: skip
 
 
 def api(server: MlflowServer, path: str, **params: str) -> dict:  # type: ignore[type-arg]
@@ -177,7 +177,7 @@ def test_tracking_server_stopped_mid_run_leaves_the_champion(
     monkeypatch.setattr(retrain_module, "train", train_then_lose_the_server)
     config = load_config(
         None,
-        ["model.hidden_size=8", "training.max_epochs=2"],
+        ["model.hidden_size=8", "training.max_epochs=2", "model.ensemble_size=1"],
         values={"data.data_dir": str(tmp_path / "data"), "data.start": "2010-01-01",
                 "tracking.tracking_uri": doomed.url},
     )  # fmt: skip

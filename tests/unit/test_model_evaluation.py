@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,8 +18,10 @@ from forecaster.forecasters import (
     NaiveEmpiricalForecaster,
 )
 from forecaster.forecasters.linear import fit_ridge
+from forecaster.inference import ModelBundle
 from forecaster.model.lit_module import pinball_loss
-from forecaster.model.network import LSTMQuantileNet
+from forecaster.model.network import LSTMQuantileNet, QuantileEnsemble, combine
+from forecaster.scaling import FeatureScaler
 from forecaster.schemas import CLOSE
 from forecaster.windows import Windows
 
@@ -35,6 +39,26 @@ def test_quantiles_never_cross_even_for_random_weights(n_quantiles: int, median:
         out = net(torch.randn(256, 12, 4))
     assert out.shape == (256, n_quantiles)
     assert (out[:, 1:] >= out[:, :-1]).all()
+
+
+def test_ensemble_averages_its_members_and_never_crosses() -> None:
+    torch.manual_seed(0)
+    members = [LSTMQuantileNet(n_features=4, hidden_size=8, n_quantiles=7, target_scale=0.01).eval()
+               for _ in range(3)]  # fmt: skip
+    with torch.no_grad():
+        for p in (p for m in members for p in m.parameters()):
+            p.normal_(0, 3)
+        x = torch.randn(64, 12, 4)
+        ensemble = combine(members)
+        out = ensemble(x)
+        expected = (members[0](x) + members[1](x) + members[2](x)) / 3
+    assert isinstance(ensemble, QuantileEnsemble)
+    torch.testing.assert_close(out, expected)
+    assert (out[:, 1:] >= out[:, :-1]).all()
+    # One member is served as itself, so single models keep their weights layout.
+    assert combine(members[:1]) is members[0]
+    with pytest.raises(ValueError, match="at least one member"):
+        QuantileEnsemble([])
 
 
 def test_volatility_scaled_head_follows_the_window_volatility() -> None:
@@ -218,3 +242,23 @@ def test_naive_is_the_recentred_empirical_distribution(walk_data) -> None:  # ty
     expected = np.quantile(returns, LEVELS) - np.median(returns)
     np.testing.assert_allclose(q[0], expected)
     assert q[0][3] == pytest.approx(0.0)
+
+
+def test_bundle_round_trips_the_ensemble_and_reads_bundles_from_before_ensembles() -> None:
+    config = load_config(None, ["model.ensemble_size=3"])
+    names = tuple(config.features.names)
+    scaler = FeatureScaler.fit(np.random.default_rng(0).normal(size=(50, len(names))), names)
+    bundle = ModelBundle(features=config.features, lookback=5, interval_level=0.8,
+                         quantiles=LEVELS, scaler=scaler, n_features=len(names), hidden_size=4,
+                         num_layers=1, dropout=0.0, intervals=(0.8,), ensemble_size=3)  # fmt: skip
+    loaded = ModelBundle.from_json(bundle.to_json())
+    assert loaded == bundle
+    network = loaded.build_network()
+    assert isinstance(network, QuantileEnsemble)
+    assert len(network.members) == 3
+    network.load_state_dict(bundle.build_network().state_dict())
+    # A bundle written before ensembles existed has no ensemble_size: one plain network.
+    old = json.loads(bundle.to_json())
+    del old["network"]["ensemble_size"]
+    single = ModelBundle.from_json(json.dumps(old)).build_network()
+    assert isinstance(single, LSTMQuantileNet)
