@@ -28,10 +28,8 @@ run: $(RUN_STAMP)
 	@echo
 	@echo "Serving on http://127.0.0.1:8000 (OpenAPI docs at /docs; Ctrl+C stops). In another shell:"
 	@echo "  curl -s -X POST http://127.0.0.1:8000/v1/predictions -H 'content-type: application/json' -d '{\"ticker\": \"^GSPC\"}'"
-	@echo "(The demo serves the champion, or the newest challenger while no version has earned"
-	@echo " champion: on the bundled 2016-2018 test days the gate refuses the default model, see"
-	@echo " the gate lines above and the README.)"
-	FORECASTER_FALLBACK_ALIAS=challenger $(BIN)/forecaster serve --port 8000
+	@echo "(It serves the stock-lstm champion; the gate lines above say whether this run earned it.)"
+	$(BIN)/forecaster serve --port 8000
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

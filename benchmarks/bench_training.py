@@ -17,6 +17,7 @@ import platform
 import statistics
 import time
 import warnings
+from dataclasses import dataclass
 
 import lightning.pytorch as pl
 import torch
@@ -25,15 +26,30 @@ from forecaster.config import ForecasterConfig
 from forecaster.dataset import prepare
 from forecaster.model.datamodule import WindowDataModule
 from forecaster.model.lit_module import LitForecaster, pinball_loss
+from forecaster.scaling import FeatureScaler
 from forecaster.sources import load_frames
 from forecaster.train import build_network
 
 
-def lightning_run(
-    config: ForecasterConfig, data: WindowDataModule, epochs: int, scale: float
-) -> float:
-    pl.seed_everything(0, verbose=False)
-    net = build_network(len(data.train_windows.feature_names), config, scale)
+@dataclass(frozen=True)
+class Setup:
+    """What both loops share: config, data, the target scale and the fitted scaler."""
+
+    config: ForecasterConfig
+    data: WindowDataModule
+    scale: float
+    scaler: FeatureScaler
+
+    def network(self) -> torch.nn.Module:
+        """A freshly seeded network, identical for both loops."""
+        pl.seed_everything(0, verbose=False)
+        n_features = len(self.data.train_windows.feature_names)
+        return build_network(n_features, self.config, self.scale, self.scaler)
+
+
+def lightning_run(setup: Setup, epochs: int) -> float:
+    config, data = setup.config, setup.data
+    net = setup.network()
     module = LitForecaster(net, config.model.quantiles, config.training.learning_rate)
     trainer = pl.Trainer(
         max_epochs=epochs, accelerator="cpu", devices=1, deterministic=True,
@@ -46,9 +62,9 @@ def lightning_run(
     return time.perf_counter() - start
 
 
-def plain_run(config: ForecasterConfig, data: WindowDataModule, epochs: int, scale: float) -> float:
-    pl.seed_everything(0, verbose=False)
-    net = build_network(len(data.train_windows.feature_names), config, scale)
+def plain_run(setup: Setup, epochs: int) -> float:
+    config, data, scale = setup.config, setup.data, setup.scale
+    net = setup.network()
     quantiles = torch.tensor(config.model.quantiles)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.training.learning_rate)
     loader = data.train_dataloader()
@@ -79,12 +95,13 @@ def main() -> None:
     data = WindowDataModule(train, prepared.part("val"), config.training.batch_size, 0)
     n = len(train) * args.epochs
 
-    lightning_run(config, data, 1, scale)  # warm-up: imports, allocator, thread pools
-    plain_run(config, data, 1, scale)
+    setup = Setup(config, data, scale, prepared.scaler)
+    lightning_run(setup, 1)  # warm-up: imports, allocator, thread pools
+    plain_run(setup, 1)
     times: dict[str, list[float]] = {"plain PyTorch loop": [], "Lightning": []}
     for _ in range(args.repeats):  # interleaved, so drift hits both alike
-        times["plain PyTorch loop"].append(plain_run(config, data, args.epochs, scale))
-        times["Lightning"].append(lightning_run(config, data, args.epochs, scale))
+        times["plain PyTorch loop"].append(plain_run(setup, args.epochs))
+        times["Lightning"].append(lightning_run(setup, args.epochs))
     print(
         f"{len(train)} training windows x lookback {config.windows.lookback} x "
         f"{len(train.feature_names)} features, batch {config.training.batch_size}, "
