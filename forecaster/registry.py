@@ -7,6 +7,8 @@ function; nothing here decides.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from collections.abc import Mapping
 
@@ -28,11 +30,18 @@ CHALLENGER = "challenger"
 
 def register(model_uri: str, name: str, tags: Mapping[str, str]) -> str:
     """Register the model and point `challenger` at the new version; returns the version."""
+    printed = io.StringIO()
     try:
-        version = mlflow.register_model(model_uri, name, tags=dict(tags))
+        # MLflow prints its own "Created version ..." lines to stderr; the log line below says
+        # it once, so they go to the debug log instead.
+        with contextlib.redirect_stderr(printed):
+            version = mlflow.register_model(model_uri, name, tags=dict(tags))
         MlflowClient().set_registered_model_alias(name, CHALLENGER, version.version)
     except MlflowException as exc:
         raise TrackingError(f"could not register {model_uri} as {name}: {exc.message}") from exc
+    finally:
+        for line in printed.getvalue().splitlines():
+            logger.debug("mlflow: %s", line)
     logger.info("registered %s version %s (alias %s)", name, version.version, CHALLENGER)
     return str(version.version)
 

@@ -396,6 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
+    # MLflow sets its own loggers' level when it is first imported (after this, lazily), from
+    # this variable; our lines say what its INFO lines would.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if args.verbose else "WARNING")
     configure_logging(args.verbose, args.quiet)
     handler: Handler = args.handler
     try:

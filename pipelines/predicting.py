@@ -8,6 +8,7 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from forecaster.calendar import TradingCalendar
 from forecaster.config import ForecasterConfig
 from forecaster.errors import DataValidationError
 from forecaster.registry import CHAMPION, model_history_input
@@ -38,10 +39,13 @@ def run_predict(config: ForecasterConfig, model_uri: str | None = None) -> dict[
         out = model.predict(history)
     except MlflowException as exc:
         raise DataValidationError(f"model {uri} refused the input: {exc.message}") from exc
+    calendar = TradingCalendar()
     forecasts = [
         {
             "ticker": row.ticker,
             "as_of": str(pd.Timestamp(row.as_of).date()),
+            # The same next NYSE session the API's `target_date` names.
+            "target_date": str(calendar.next_session(row.as_of)),
             "last_close": float(row.last_close),
             "predicted_close": float(row.predicted_close),
             "predicted_return": float(row.predicted_return),
@@ -65,7 +69,8 @@ def predict_text(payload: dict[str, Any]) -> str:
     for f in payload["forecasts"]:
         interval = f["interval"]
         lines.append(
-            f"{f['ticker']}: next trading day after {f['as_of']}: close {f['predicted_close']:.2f} "
+            f"{f['ticker']}: {f['target_date']} (after {f['as_of']}): "
+            f"close {f['predicted_close']:.2f} "
             f"({100 * f['predicted_return']:+.3f}% from {f['last_close']:.2f}), "
             f"{interval['level']:.0%} interval {interval['lower']:.2f} .. {interval['upper']:.2f}"
         )

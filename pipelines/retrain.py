@@ -53,6 +53,7 @@ from forecaster.tracking import (
 )
 from forecaster.windows import min_rows
 from pipelines.lock import exclusive_lock
+from pipelines.orphans import close_orphaned_runs, owner_tags
 from pipelines.training import (
     FoldResult,
     fit_baselines,
@@ -285,7 +286,7 @@ class _Runner:
         logger.info("retrain: step %s", name)
         # The experiment must be named again: a nested run otherwise lands in the default one.
         with mlflow.start_run(run_name=name, nested=True, experiment_id=self.experiment_id):
-            mlflow.set_tag("pipeline.step", name)
+            mlflow.set_tags({"pipeline.step": name, **owner_tags()})
             try:
                 return fn()
             finally:
@@ -376,6 +377,7 @@ def run_retrain(
     options = RunOptions(force, force if replace_champion is None else replace_champion, until)
     with exclusive_lock(config.data.data_dir / "retrain.lock"):
         experiment_id = setup_tracking(config)
+        close_orphaned_runs(resolve_tracking_uri(config), experiment_id)
         try:
             result = _run_parent(config, options, experiment_id, name)
         except MlflowException as exc:
@@ -387,7 +389,10 @@ def run_retrain(
                 f"{name} failed: MLflow unreachable ({text[0] if text else exc}); the "
                 "champion was not changed"
             ) from exc
-    logger.info("%s %s: %s", name, result.status, result.reason)
+    if result.decision is not None:  # the promote step has logged the gate's reason
+        logger.info("%s finished: v%s %s", name, result.model_version, result.status)
+    else:
+        logger.info("%s %s: %s", name, result.status, result.reason)
     return result
 
 
@@ -396,7 +401,7 @@ def _run_parent(
 ) -> RetrainResult:
     with mlflow.start_run(experiment_id=experiment_id, run_name=name) as parent:
         run_id = parent.info.run_id
-        mlflow.set_tags({"pipeline": name, "pipeline.force": str(options.force)})
+        mlflow.set_tags({"pipeline": name, "pipeline.force": str(options.force), **owner_tags()})
         log_config(config)
         runner = _Runner(options.until, experiment_id)
         try:

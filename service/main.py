@@ -21,9 +21,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from forecaster import __version__
+from forecaster.calendar import TradingCalendar
 from forecaster.errors import ModelMismatchError
 from service.body import document_bodies, validation_error_handler
-from service.calendar import TradingCalendar
 from service.history import HistoryStore, make_source
 from service.metrics import ServiceMetrics
 from service.middleware import RequestContextMiddleware

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.calendar import TradingCalendar
+from forecaster.calendar import TradingCalendar
 from service.history import HistoryStore
 from service.metrics import ServiceMetrics
 from service.model_store import ModelStore

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -15,13 +17,28 @@ from mlflow import MlflowClient
 
 from forecaster.config import ForecasterConfig
 from forecaster.errors import SourceUnavailableError
-from forecaster.registry import CHAMPION, alias_version
+from forecaster.gate import Decision
+from forecaster.registry import CHALLENGER, CHAMPION, alias_version
 from pipelines.cli import main
 from pipelines.lock import LockHeldError, exclusive_lock
 from pipelines.retrain import STEPS, RetrainError, run_retrain
 from pipelines.schedule import background_scheduler
 
 pytestmark = pytest.mark.slow
+
+
+def gate_says(monkeypatch: pytest.MonkeyPatch, promoted: bool) -> None:
+    """Put the gate's outcome in a known state: the real criteria are computed and recorded,
+    the verdict is the test's. Whether a tiny seeded model beats naive is nobody's test."""
+    import pipelines.retrain as retrain_module
+
+    real = retrain_module.decide
+
+    def fixed(*args: Any, **kwargs: Any) -> Decision:
+        decision = real(*args, **kwargs)
+        return replace(decision, promoted=promoted, reason=f"test gate: {promoted}")
+
+    monkeypatch.setattr(retrain_module, "decide", fixed)
 
 
 def runs_of(config: ForecasterConfig, run_id: str) -> list[mlflow.entities.Run]:
@@ -42,9 +59,13 @@ def trained_once(tiny: ForecasterConfig) -> tuple[ForecasterConfig, str]:
     return tiny, champion
 
 
-def test_happy_path_records_every_step(tiny: ForecasterConfig) -> None:
+@pytest.mark.parametrize("promoted", [True, False])
+def test_happy_path_records_every_step(
+    tiny: ForecasterConfig, promoted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate_says(monkeypatch, promoted)
     result = run_retrain(tiny)
-    assert result.status in ("promoted", "kept")
+    assert result.status == ("promoted" if promoted else "kept")
     assert result.model_version == "1"
     assert list(result.step_seconds or {}) == list(STEPS)
     client = MlflowClient(tiny.tracking.tracking_uri)
@@ -59,19 +80,23 @@ def test_happy_path_records_every_step(tiny: ForecasterConfig) -> None:
     assert all("duration_s" in r.data.metrics for r in steps.values())
     assert "test_model_mae" in steps["evaluate"].data.metrics
     assert "test_pinball_ratio_vs_garch" in steps["evaluate"].data.metrics
-    promoted = result.decision is not None and result.decision.promoted
-    assert (alias_version("stock-lstm", CHAMPION) == "1") is promoted
+    assert alias_version("stock-lstm", CHAMPION) == ("1" if promoted else None)
+    assert alias_version("stock-lstm", CHALLENGER) == "1"
 
 
-def test_no_new_data_is_skipped_unless_forced(trained_once: tuple[ForecasterConfig, str]) -> None:
+def test_no_new_data_is_skipped_unless_forced(
+    trained_once: tuple[ForecasterConfig, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     config, _champion = trained_once
+    gate_says(monkeypatch, True)
     skipped = run_retrain(config)
     assert skipped.status == "skipped"
     assert "no new trading day since the data of v1" in skipped.reason
     assert skipped.model_version is None
     forced = run_retrain(config, force=True)
-    assert forced.status in ("promoted", "kept")
+    assert forced.status == "promoted"
     assert forced.model_version == "2"
+    assert alias_version("stock-lstm", CHAMPION) == "2"
 
 
 def test_unchanged_data_registers_nothing_even_without_a_champion(tiny: ForecasterConfig) -> None:
@@ -122,16 +147,29 @@ def test_failures_leave_the_champion_and_mark_the_run_failed(
     assert failed[0].data.tags["pipeline.failed_step"] == step
     # Re-running after a failure needs no clean-up.
     monkeypatch.undo()
-    assert run_retrain(config, force=True).status in ("promoted", "kept")
+    gate_says(monkeypatch, True)
+    again = run_retrain(config, force=True)
+    assert again.status == "promoted"
+    assert alias_version("stock-lstm", CHAMPION) == again.model_version != champion
 
 
-def test_a_second_retrain_is_refused_while_one_runs(tiny: ForecasterConfig) -> None:
+def test_a_second_retrain_is_refused_while_one_runs(
+    tiny: ForecasterConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
     lock = tiny.data.data_dir / "retrain.lock"
-    with (
-        exclusive_lock(lock),
-        pytest.raises(LockHeldError, match=r"another retrain is running \(pid \d+ since"),
-    ):
-        run_retrain(tiny)
+    with exclusive_lock(lock):
+        # A scheduled retrain and `forecaster train` (the same flow, forced) alike: neither can
+        # move `champion` while the other runs.
+        for force, name in ((False, "retrain"), (True, "train")):
+            with pytest.raises(LockHeldError, match=r"another retrain is running \(pid \d+ since"):
+                run_retrain(tiny, force=force, name=name)
+        args = ["-q", "train", "--data-dir", str(tiny.data.data_dir), "--set",
+                f"tracking.tracking_uri={tiny.tracking.tracking_uri}"]  # fmt: skip
+        assert main(args) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("forecaster: error: another retrain is running (pid ")
+        assert len(err.splitlines()) == 1
+    assert not MlflowClient(tiny.tracking.tracking_uri).search_registered_models()
     # The lock is free again once its holder is done.
     with exclusive_lock(lock):
         pass
@@ -231,3 +269,51 @@ def test_until_stops_after_a_step_without_registering(tiny: ForecasterConfig) ->
     assert steps == {"ingest", "validate", "features"}
     with pytest.raises(RetrainError, match="unknown step 'deploy'"):
         run_retrain(tiny, until="deploy")
+
+
+def test_runs_of_a_killed_pipeline_are_marked_killed_by_the_next(tiny: ForecasterConfig) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import TINY
+
+    uri = str(tiny.tracking.tracking_uri)
+    sets = [arg for item in TINY for arg in ("--set", item)]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    forecaster = Path(sys.executable).parent / "forecaster"
+    args = [str(forecaster), "-q", "train", "--data-dir", str(tiny.data.data_dir), *sets,
+            "--set", "training.max_epochs=200", "--set", "training.patience=200",
+            "--set", f"tracking.tracking_uri={uri}"]  # fmt: skip
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = MlflowClient(uri)
+    try:
+        deadline = time.monotonic() + 120
+        running: list[mlflow.entities.Run] = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            experiment = client.get_experiment_by_name("forecaster")
+            if experiment is not None:
+                running = client.search_runs(
+                    [experiment.experiment_id], "attributes.status = 'RUNNING'"
+                )
+                if any(r.data.tags.get("pipeline.step") == "train" for r in running):
+                    break
+            time.sleep(0.3)
+        assert any(r.data.tags.get("pipeline.step") == "train" for r in running), "never trained"
+        assert {r.data.tags["pipeline.pid"] for r in running} == {str(proc.pid)}
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    stale = {r.info.run_id for r in running}
+    assert len(stale) == 2  # the parent run and its train step
+
+    run_retrain(tiny, until="validate")  # any next pipeline run on this host cleans up
+    for run_id in stale:
+        run = client.get_run(run_id)
+        assert run.info.status == "KILLED"
+        assert run.data.tags["pipeline.status"] == "killed"
+        assert f"pid {proc.pid} on " in run.data.tags["pipeline.reason"]
+    experiment = client.get_experiment_by_name("forecaster")
+    assert experiment is not None
+    assert not client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")

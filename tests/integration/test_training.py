@@ -201,6 +201,15 @@ def test_cli_train_json_and_backtest_on_a_user_csv(
                                                   "pinball", "crps"}  # fmt: skip
     assert payload["metrics"]["naive"]["directional_accuracy"] is None
 
+    # predict names the day it forecasts, as the API does: the next NYSE session.
+    predict = ["-q", "predict", "--data-dir", str(data_dir), "--set", f"tracking.tracking_uri={uri}",
+               "--model-uri", "models:/stock-lstm/1"]  # fmt: skip
+    assert main([*predict, "--json"]) == 0
+    (forecast,) = json.loads(capsys.readouterr().out)["forecasts"]
+    assert (forecast["as_of"], forecast["target_date"]) == ("2018-12-31", "2019-01-02")
+    assert main(predict) == 0
+    assert "^GSPC: 2019-01-02 (after 2018-12-31): close " in capsys.readouterr().out
+
     # Any Yahoo-style CSV: write a slice of the sample in Yahoo's own layout.
     frame = load_frames(tiny_config(data_dir).data)["^GSPC"]
     csv = tmp_path / "SPX.csv"
@@ -219,6 +228,7 @@ def test_cli_train_json_and_backtest_on_a_user_csv(
             for key in ("coverage", "winkler", "kupiec_pvalue"):
                 assert set(summary[block][key]) == {"0.5", "0.8", "0.9"}
         assert {"coverage", "interval_width"} <= set(summary["model"])
+        assert summary["naive"]["directional_accuracy"] is None
         assert 0.9 < summary["mae_ratio_vs_naive"] < 1.1
         assert 0.3 < summary["up_day_share"] < 0.7
         for key in ("dm_pinball_vs_naive", "dm_pinball_vs_garch"):

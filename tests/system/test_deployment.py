@@ -45,6 +45,11 @@ def retrained(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFact
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    # -q: warnings and errors only, MLflow's own lines included; the registration is in the
+    # JSON, not printed twice on stderr.
+    assert " INFO " not in result.stderr, result.stderr[-3000:]
+    assert "registered model" not in result.stderr, result.stderr[-3000:]
+    assert "Created version" not in result.stderr, result.stderr[-3000:]
     payload = json.loads(result.stdout)
     payload["data_dir"] = str(data_dir)
     if not payload["promoted"]:

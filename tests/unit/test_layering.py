@@ -48,3 +48,8 @@ def test_library_imports_neither_pipelines_nor_service() -> None:
 @pytest.mark.parametrize("package", ["service"])
 def test_service_imports_no_training_code(package: str) -> None:
     assert offenders(package, TRAINING_ONLY) == []
+
+
+def test_pipelines_never_import_the_service() -> None:
+    # `forecaster serve` names the app factory as a string for uvicorn; no module imports it.
+    assert offenders("pipelines", ("service",)) == []
