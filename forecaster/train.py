@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
 
-import lightning.pytorch as pl
 import numpy as np
+import pytorch_lightning as pl
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch import nn
+from tqdm import tqdm
 
 from forecaster.config import ForecasterConfig
 from forecaster.errors import ForecasterError
@@ -24,6 +24,7 @@ from forecaster.model.datamodule import WindowDataModule
 from forecaster.model.lit_module import LitForecaster
 from forecaster.model.network import LSTMQuantileNet, combine
 from forecaster.predict import predict_quantiles
+from forecaster.progress import bar
 from forecaster.scaling import FeatureScaler
 from forecaster.windows import Windows
 
@@ -66,11 +67,25 @@ class TrainedModel:
 
 
 class _History(Callback):
-    """Collects epoch metrics, and writes a plain log line per epoch when there is no TTY."""
+    """Collects epoch metrics; shows a bar with an ETA over the epochs on a terminal, and
+    writes a plain log line per epoch otherwise."""
 
-    def __init__(self, log_lines: bool) -> None:
+    def __init__(self, desc: str) -> None:
         self.records: list[EpochRecord] = []
-        self.log_lines = log_lines
+        self.desc = desc
+        self.bar: tqdm | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.bar = bar(int(trainer.max_epochs or 0), self.desc, "epoch")
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self.on_train_end(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not isinstance(pl_module, LitForecaster):
@@ -88,15 +103,19 @@ class _History(Callback):
                 f"val_loss {record.val_loss}); lower training.learning_rate or check the data"
             )
         self.records.append(record)
-        if self.log_lines:
-            logger.info(
-                "epoch %d/%d train_loss %.5f val_loss %.5f val_mae_return %.6f",
-                record.epoch + 1,
-                trainer.max_epochs,
-                record.train_loss,
-                record.val_loss,
-                record.val_mae_return,
-            )
+        if self.bar is not None and not self.bar.disable:
+            self.bar.set_postfix(train_loss=f"{record.train_loss:.4f}",
+                                 val_loss=f"{record.val_loss:.4f}", refresh=False)  # fmt: skip
+            self.bar.update(1)
+            return
+        logger.info(
+            "epoch %d/%d train_loss %.5f val_loss %.5f val_mae_return %.6f",
+            record.epoch + 1,
+            trainer.max_epochs,
+            record.train_loss,
+            record.val_loss,
+            record.val_mae_return,
+        )
 
 
 def build_network(
@@ -130,7 +149,8 @@ def train_network(
         seed = config.training.seed + i
         if size > 1:
             logger.info("ensemble member %d/%d (seed %d)", i + 1, size, seed)
-        network, member = _train_member(train, val, config, scaler, seed)
+        desc = f"member {i + 1}/{size}" if size > 1 else "training"
+        network, member = _train_member(train, val, config, scaler, seed, desc)
         networks.append(network)
         members.append(member)
     combined = combine(networks)
@@ -139,7 +159,12 @@ def train_network(
 
 
 def _train_member(
-    train: Windows, val: Windows, config: ForecasterConfig, scaler: FeatureScaler, seed: int
+    train: Windows,
+    val: Windows,
+    config: ForecasterConfig,
+    scaler: FeatureScaler,
+    seed: int,
+    desc: str,
 ) -> tuple[LSTMQuantileNet, MemberFit]:
     training = config.training
     pl.seed_everything(seed, workers=True, verbose=False)
@@ -152,8 +177,7 @@ def _train_member(
         weight_decay=training.weight_decay,
     )
     data = WindowDataModule(train, val, training.batch_size, seed)
-    interactive = sys.stderr.isatty()
-    history = _History(log_lines=not interactive)
+    history = _History(desc)
     with tempfile.TemporaryDirectory(prefix="forecaster-ckpt-") as tmp:
         checkpoint = ModelCheckpoint(
             dirpath=tmp, monitor="val_loss", mode="min", save_top_k=1, save_weights_only=True
@@ -171,7 +195,7 @@ def _train_member(
             ],
             logger=False,
             default_root_dir=tmp,
-            enable_progress_bar=interactive,
+            enable_progress_bar=False,  # _History's bar: epochs with an ETA, not batches
             enable_model_summary=False,
             num_sanity_val_steps=0,
         )

@@ -20,9 +20,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 from forecaster import __version__
 from forecaster.config import ForecasterConfig, load_config
 from forecaster.errors import ForecasterError
+from forecaster.progress import interactive
 
 logger = logging.getLogger("forecaster.cli")
 
@@ -106,9 +109,9 @@ def _quiet_lightning(args: argparse.Namespace) -> None:
     """Lightning sets its loggers to INFO when imported; keep its banners out unless -v."""
     if not args.verbose:
         for name in (
-            "lightning.pytorch",
-            "lightning.fabric",
-            "lightning.pytorch.utilities.rank_zero",
+            "pytorch_lightning",
+            "lightning_fabric",
+            "pytorch_lightning.utilities.rank_zero",
         ):
             logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -386,7 +389,7 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     if not verbose:
-        for noisy in ("yfinance", "urllib3", "peewee", "lightning.pytorch", "alembic", "mlflow",
+        for noisy in ("yfinance", "urllib3", "peewee", "pytorch_lightning", "alembic", "mlflow",
                       "apscheduler"):  # fmt: skip
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
@@ -403,13 +406,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         config = _config_from_args(args) if getattr(args, "needs_config", True) else None
+        # On a terminal, log lines are written above the progress bars, not through them.
+        bars = logging_redirect_tqdm() if interactive() else contextlib.nullcontext()
         if getattr(args, "json", False):
             # Libraries print progress to stdout (MLflow's registry does); with --json the
             # only thing on stdout is the JSON object, everything else goes to stderr.
             args.stdout = sys.stdout
-            with contextlib.redirect_stdout(sys.stderr):
+            with contextlib.redirect_stdout(sys.stderr), bars:
                 return handler(args, config)
-        return handler(args, config)
+        with bars:
+            return handler(args, config)
     except ForecasterError as exc:
         print(f"forecaster: error: {exc}", file=sys.stderr)
         return 1

@@ -156,6 +156,15 @@ def metrics_table(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def run_url(tracking_uri: str, experiment_id: str, run_id: str, path: str = "") -> str:
+    """The run's page in the MLflow UI: the tracking server's own, or `forecaster ui`'s
+    default address for a local store."""
+    remote = tracking_uri.startswith(("http://", "https://"))
+    base = tracking_uri.rstrip("/") if remote else "http://127.0.0.1:5000"
+    page = f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{page}/artifactPath/{path}" if path else page
+
+
 def ui_command(tracking_uri: str) -> str:
     if tracking_uri.startswith(("http://", "https://")):
         return f"open {tracking_uri}"
@@ -194,6 +203,10 @@ def retrain_text(result: Any) -> str:
         lines.append(f"gate: v{payload['model_version']} {verdict}")
         for c in result.decision.criteria:
             lines.append(f"  [{'pass' if c.passed else 'FAIL'}] {c.name}: {c.detail}")
+    evaluate_run = payload["step_runs"].get("evaluate")
+    if evaluate_run and payload["experiment_id"]:
+        url = run_url(payload["tracking_uri"], payload["experiment_id"], evaluate_run, "plots")
+        lines.append(f"plots: {url}")
     if payload["tracking_uri"]:
         lines.append(f"browse: {ui_command(payload['tracking_uri'])}")
     return "\n".join(lines)

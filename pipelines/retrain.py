@@ -111,6 +111,8 @@ class RetrainResult:
     evaluation: Evaluation | None = None
     fold: FoldResult | None = None  # in-process forecasters and test windows (not serialised)
     step_seconds: Mapping[str, float] | None = None
+    experiment_id: str = ""
+    step_runs: Mapping[str, str] | None = None  # step name -> its nested run's id
 
     @property
     def model_uri(self) -> str | None:
@@ -137,6 +139,8 @@ class RetrainResult:
             if trained
             else None,
             "step_seconds": dict(self.step_seconds or {}),
+            "experiment_id": self.experiment_id or None,
+            "step_runs": dict(self.step_runs or {}),
             "metrics": self.evaluation.summary() if self.evaluation else None,
         }
 
@@ -278,6 +282,7 @@ class _Runner:
         self.until = until
         self.experiment_id = experiment_id
         self.seconds: dict[str, float] = {}
+        self.run_ids: dict[str, str] = {}
         self.current = "start"
 
     def step(self, name: str, fn: Callable[[], T]) -> T:
@@ -285,7 +290,8 @@ class _Runner:
         start = time.perf_counter()
         logger.info("retrain: step %s", name)
         # The experiment must be named again: a nested run otherwise lands in the default one.
-        with mlflow.start_run(run_name=name, nested=True, experiment_id=self.experiment_id):
+        with mlflow.start_run(run_name=name, nested=True, experiment_id=self.experiment_id) as run:
+            self.run_ids[name] = run.info.run_id
             mlflow.set_tags({"pipeline.step": name, **owner_tags()})
             try:
                 return fn()
@@ -302,7 +308,8 @@ def _run_steps(
     config: ForecasterConfig, options: RunOptions, runner: _Runner, run_id: str
 ) -> RetrainResult:
     base = RetrainResult("partial", f"stopped after step {runner.until}", run_id,
-                         resolve_tracking_uri(config), config.tracking.model_name)  # fmt: skip
+                         resolve_tracking_uri(config), config.tracking.model_name,
+                         experiment_id=runner.experiment_id, step_runs=runner.run_ids)  # fmt: skip
     partial = base
 
     ingested = runner.step("ingest", lambda: ingest(config))

@@ -35,6 +35,7 @@ from forecaster.plots import (
     return_bands_figure,
     training_curves_figure,
 )
+from forecaster.progress import bar
 from forecaster.registry import model_history_input
 from forecaster.scaling import FeatureScaler
 from forecaster.schemas import frame_meta
@@ -230,6 +231,7 @@ def run_backtest(config: ForecasterConfig, predictions: Path | None = None) -> d
     folds = walk_forward_folds(windows.target_dates, config.split)
     results = []
     pooled: list[Evaluation] = []
+    folds_bar = bar(len(folds), "backtest folds", "fold")
     for number, split in enumerate(folds, start=1):
         last_train_day = pd.Timestamp(windows.end_dates[split.train].max())
         scaler = fit_scaler(frames, config, last_train_day)
@@ -242,6 +244,8 @@ def run_backtest(config: ForecasterConfig, predictions: Path | None = None) -> d
         fold = fit_fold(data, config)
         pooled.append(fold.evaluation)
         results.append(_fold_entry(number, data, fold))
+        folds_bar.update(1)
+    folds_bar.close()
     names = list(pooled[0].forecasts)
     all_test = concat_windows([ev.windows for ev in pooled])
     aggregate = evaluate(

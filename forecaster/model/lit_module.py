@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import lightning.pytorch as pl
+import pytorch_lightning as pl
 import torch
 
 from forecaster.model.network import LSTMQuantileNet

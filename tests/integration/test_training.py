@@ -108,6 +108,19 @@ def test_version_is_registered_as_challenger_with_tags_and_a_gate_decision(
     assert set(promote.data.tags) >= {f"gate.{n}" for n in names}
 
 
+def test_train_says_where_its_plots_are(trained: tuple[ForecasterConfig, RetrainResult]) -> None:
+    from pipelines.reports import retrain_text
+
+    config, result = trained
+    payload = result.to_dict()
+    evaluate = step_run(config, str(result.run_id), "evaluate")
+    assert payload["step_runs"]["evaluate"] == evaluate.info.run_id
+    assert payload["experiment_id"] == evaluate.info.experiment_id
+    url = (f"http://127.0.0.1:5000/#/experiments/{evaluate.info.experiment_id}/runs/"
+           f"{evaluate.info.run_id}/artifactPath/plots")  # fmt: skip
+    assert f"plots: {url}" in retrain_text(result).splitlines()
+
+
 def test_served_model_gives_the_in_process_numbers(
     trained: tuple[ForecasterConfig, RetrainResult],
 ) -> None:

@@ -53,3 +53,11 @@ def test_service_imports_no_training_code(package: str) -> None:
 def test_pipelines_never_import_the_service() -> None:
     # `forecaster serve` names the app factory as a string for uvicorn; no module imports it.
     assert offenders("pipelines", ("service",)) == []
+
+
+def test_lightning_comes_from_the_pytorch_lightning_package() -> None:
+    # pyproject depends on pytorch-lightning, not on the `lightning` umbrella that re-exports it.
+    found = [
+        o for p in ("forecaster", "pipelines", "service") for o in offenders(p, ("lightning",))
+    ]
+    assert found == []
