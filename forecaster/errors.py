@@ -35,3 +35,23 @@ class ModelMismatchError(ForecasterError):
 
 class ModelFormatError(ForecasterError):
     """A registered model is not this project's pyfunc, so the service will not load it."""
+
+
+class NotFittedError(ForecasterError):
+    """predict() was called before fit()."""
+
+
+class TrackingError(ForecasterError):
+    """The MLflow tracking server or registry could not be used."""
+
+
+class TrainingError(ForecasterError):
+    """Training diverged or produced no usable model."""
+
+
+class LockHeldError(ForecasterError):
+    """Another process holds the lock."""
+
+
+class RetrainError(ForecasterError):
+    """A pipeline step failed; the champion was left as it was."""

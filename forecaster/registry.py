@@ -18,8 +18,8 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from forecaster.errors import TrackingError
 from forecaster.schemas import DATE, OHLCV_COLUMNS
-from forecaster.tracking import TrackingError
 from forecaster.windows import Windows
 
 logger = logging.getLogger(__name__)

@@ -28,17 +28,13 @@ from mlflow.types import ColSpec, Schema
 
 from forecaster import __version__
 from forecaster.config import ForecasterConfig, config_to_yaml
-from forecaster.errors import ForecasterError
+from forecaster.errors import TrackingError
 from forecaster.inference import ENTRY_SCRIPT, Forecaster
 from forecaster.schemas import DATE, OHLCV_COLUMNS, frame_meta
 
 logger = logging.getLogger(__name__)
 
 MODEL_ARTIFACT = "model"
-
-
-class TrackingError(ForecasterError):
-    """The MLflow tracking server or registry could not be used."""
 
 
 def resolve_tracking_uri(config: ForecasterConfig) -> str:

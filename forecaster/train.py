@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from forecaster.config import ForecasterConfig
-from forecaster.errors import ForecasterError
+from forecaster.errors import TrainingError
 from forecaster.model.datamodule import WindowDataModule
 from forecaster.model.lit_module import LitForecaster
 from forecaster.model.network import LSTMQuantileNet, combine
@@ -29,10 +29,6 @@ from forecaster.scaling import FeatureScaler
 from forecaster.windows import Windows
 
 logger = logging.getLogger(__name__)
-
-
-class TrainingError(ForecasterError):
-    """Training diverged or produced no usable model."""
 
 
 @dataclass(frozen=True)

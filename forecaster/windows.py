@@ -55,10 +55,6 @@ class Windows:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
-    @property
-    def lookback(self) -> int:
-        return int(self.x.shape[1])
-
     def take(self, index: np.ndarray) -> Windows:
         return Windows(
             x=self.x[index],

@@ -9,11 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from forecaster.errors import ForecasterError
-
-
-class LockHeldError(ForecasterError):
-    """Another process holds the lock."""
+from forecaster.errors import LockHeldError
 
 
 @contextmanager

@@ -10,10 +10,10 @@ from mlflow.exceptions import MlflowException
 
 from forecaster.calendar import TradingCalendar
 from forecaster.config import ForecasterConfig
-from forecaster.errors import DataValidationError
+from forecaster.errors import DataValidationError, TrackingError
 from forecaster.registry import CHAMPION, model_history_input
 from forecaster.sources import load_frames, resolved_tickers
-from forecaster.tracking import TrackingError, check_reachable, resolve_tracking_uri
+from forecaster.tracking import check_reachable, resolve_tracking_uri
 
 
 def run_predict(config: ForecasterConfig, model_uri: str | None = None) -> dict[str, Any]:

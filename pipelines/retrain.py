@@ -24,7 +24,7 @@ from mlflow.exceptions import MlflowException
 
 from forecaster.config import ForecasterConfig
 from forecaster.dataset import PreparedData, prepare
-from forecaster.errors import DataValidationError, ForecasterError
+from forecaster.errors import DataValidationError, RetrainError, TrackingError
 from forecaster.evaluation import MODEL, NAIVE, Evaluation
 from forecaster.forecasters import QuantileForecaster
 from forecaster.forecasters.lstm import LSTMForecaster
@@ -43,7 +43,6 @@ from forecaster.schemas import validate_ohlcv
 from forecaster.scores import pinball_per_day
 from forecaster.sources import load_frames
 from forecaster.tracking import (
-    TrackingError,
     log_config,
     log_datasets,
     log_epochs,
@@ -68,10 +67,6 @@ logger = logging.getLogger(__name__)
 
 STEPS = ("ingest", "validate", "features", "train", "evaluate", "register", "promote")
 T = TypeVar("T")
-
-
-class RetrainError(ForecasterError):
-    """A pipeline step failed; the champion was left as it was."""
 
 
 @dataclass(frozen=True)

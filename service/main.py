@@ -29,7 +29,7 @@ from service.metrics import ServiceMetrics
 from service.middleware import RequestContextMiddleware
 from service.model_store import ModelStore
 from service.prediction_log import PredictionLog
-from service.routes import admin, health, model, predictions
+from service.routes import api_router, health
 from service.schemas import BatchRequest, PredictionRequest
 from service.settings import ServiceSettings
 from service.state import ServiceState
@@ -52,7 +52,10 @@ def build_state(settings: ServiceSettings, metrics: ServiceMetrics) -> ServiceSt
         history=HistoryStore(make_source(settings), settings),
         calendar=TradingCalendar(),
         metrics=metrics,
-        prediction_log=PredictionLog(settings.resolved_prediction_log_url()),
+        prediction_log=PredictionLog(
+            settings.resolved_prediction_log_url(),
+            on_rows=lambda outcome, n: metrics.log_rows.labels(outcome).inc(n),
+        ),
     )
 
 
@@ -98,9 +101,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(health.router)
-    app.include_router(model.router)
-    app.include_router(predictions.router)
-    app.include_router(admin.router)
+    app.include_router(api_router)
     document_bodies(app, PredictionRequest, BatchRequest)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
 

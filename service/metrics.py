@@ -39,3 +39,9 @@ class ServiceMetrics:
             ["kind"],
             registry=self.registry,
         )
+        self.log_rows = Counter(
+            "forecaster_prediction_log_rows",
+            "Prediction log rows by outcome: written; dropped (queue full); failed (write error)",
+            ["outcome"],
+            registry=self.registry,
+        )

@@ -13,6 +13,25 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.metrics import ServiceMetrics
 
 
+def route_template(scope: Scope) -> str:
+    """The matched route's full path template ('/v1/predictions'), or 'unmatched'.
+
+    Newer FastAPI versions leave the route of a nested router in the scope with its own path
+    only ('/predictions'), so the routers' prefixes are recovered from the request path: the
+    longest leading part after which the route's own pattern matches the rest.
+    """
+    route = scope.get("route")
+    own = getattr(route, "path", None)
+    pattern = getattr(route, "path_regex", None)
+    if own is None or pattern is None:
+        return "unmatched"
+    path: str = scope.get("path", "")
+    for cut in (i for i, char in enumerate(path) if char == "/"):
+        if pattern.match(path[cut:]):
+            return path[:cut] + str(own)
+    return str(own)
+
+
 class _BodyTooLargeError(Exception):
     pass
 
@@ -133,7 +152,6 @@ class RequestContextMiddleware:
         return b"".join(chunks)
 
     def _observe(self, scope: Scope, method: str, status: int, start: float) -> None:
-        route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
+        template = route_template(scope)
         self.metrics.requests.labels(template, method, str(status)).inc()
         self.metrics.latency.labels(template, method).observe(time.perf_counter() - start)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,13 +63,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 class PredictionLog:
-    def __init__(self, url: str, max_queue: int = 10_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        max_queue: int = 10_000,
+        on_rows: Callable[[str, int], None] = lambda outcome, n: None,
+    ) -> None:
+        """`on_rows(outcome, n)` counts rows written, dropped (queue full) or failed (the
+        database refused them): the service exports them to /metrics."""
         self.url = url
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
         self._engine: Engine | None = None
+        self._on_rows = on_rows
         self.dropped = 0
-        self.failed = 0
 
     def start(self) -> None:
         """Open the log; if it cannot be opened the service still runs, without logging."""
@@ -95,6 +103,7 @@ class PredictionLog:
             self._queue.put_nowait({"created_at": datetime.now(UTC), **row})
         except queue.Full:
             self.dropped += 1
+            self._on_rows("dropped", 1)
             logger.warning("prediction log queue full; dropped a row (%d so far)", self.dropped)
 
     def _run(self) -> None:
@@ -112,8 +121,10 @@ class PredictionLog:
                     with self._engine.begin() as conn:
                         conn.execute(insert(predictions), rows)
                 except SQLAlchemyError as exc:
-                    self.failed += len(rows)
+                    self._on_rows("failed", len(rows))
                     logger.error("could not write %d prediction log row(s): %s", len(rows), exc)
+                else:
+                    self._on_rows("written", len(rows))
             if stop:
                 return
 

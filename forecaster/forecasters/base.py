@@ -9,13 +9,8 @@ import numpy as np
 import pandas as pd
 
 from forecaster.dataset import PreparedData
-from forecaster.errors import ForecasterError
 from forecaster.schemas import CLOSE
 from forecaster.windows import Windows
-
-
-class NotFittedError(ForecasterError):
-    """predict() was called before fit()."""
 
 
 class QuantileForecaster(ABC):

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from forecaster.dataset import PreparedData
-from forecaster.forecasters.base import NotFittedError, QuantileForecaster, log_returns, positions
+from forecaster.errors import NotFittedError
+from forecaster.forecasters.base import QuantileForecaster, log_returns, positions
 from forecaster.windows import Windows
 
 logger = logging.getLogger(__name__)

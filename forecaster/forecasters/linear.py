@@ -8,7 +8,8 @@ import numpy as np
 from sklearn.linear_model import Ridge
 
 from forecaster.dataset import PreparedData
-from forecaster.forecasters.base import NotFittedError, QuantileForecaster
+from forecaster.errors import NotFittedError
+from forecaster.forecasters.base import QuantileForecaster
 from forecaster.scaling import FeatureScaler
 from forecaster.windows import Windows
 

@@ -6,7 +6,8 @@ import numpy as np
 
 from forecaster.config import ForecasterConfig
 from forecaster.dataset import PreparedData
-from forecaster.forecasters.base import NotFittedError, QuantileForecaster
+from forecaster.errors import NotFittedError
+from forecaster.forecasters.base import QuantileForecaster
 from forecaster.scaling import FeatureScaler
 from forecaster.train import TrainedModel, train_network
 from forecaster.windows import Windows

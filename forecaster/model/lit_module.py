@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import pytorch_lightning as pl
 import torch
+from torchmetrics import MeanMetric
 
 from forecaster.model.network import LSTMQuantileNet
 
@@ -14,6 +15,10 @@ def pinball_loss(pred: torch.Tensor, target: torch.Tensor, quantiles: torch.Tens
     """Mean quantile (pinball) loss; `pred` is (batch, n_quantiles), `target` (batch,)."""
     diff = target.unsqueeze(1) - pred
     return torch.maximum(quantiles * diff, (quantiles - 1.0) * diff).mean()
+
+
+def _mean(metric: MeanMetric) -> float:
+    return float(metric.compute()) if metric.update_count else float("nan")
 
 
 class LitForecaster(pl.LightningModule):
@@ -27,8 +32,13 @@ class LitForecaster(pl.LightningModule):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__()
-        self._train_sums = torch.zeros(2)
-        self._val_sums = torch.zeros(3)
+        # Epoch means weighted by batch size (the last batch is smaller). Updated per step and
+        # logged once per epoch: per-step self.log calls cost more than a step of this network.
+        # nan_strategy "disable": a NaN loss must reach the mean (divergence is detected there),
+        # not be dropped with a warning, and skipping the per-step NaN check keeps steps cheap.
+        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.val_loss = MeanMetric(nan_strategy="disable")
+        self.val_mae = MeanMetric(nan_strategy="disable")
         # The network is an injected module, saved by its weights, not as a hyperparameter.
         self.save_hyperparameters(ignore=["network"])
         self.network = network
@@ -48,49 +58,40 @@ class LitForecaster(pl.LightningModule):
         return loss, mae
 
     def on_train_epoch_start(self) -> None:
-        # On the module's device: with a GPU, mixing in CPU tensors would fail.
-        self._train_sums = torch.zeros(2, device=self.device)  # loss * batch size, sizes
+        self.train_loss.reset()
 
     def training_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> torch.Tensor:
         loss, _ = self._loss(batch)
-        # Summed here and logged once per epoch: per-step self.log calls cost more than a
-        # step of this small network does.
-        size = batch[0].shape[0]
-        count = torch.tensor(float(size), device=loss.device)
-        self._train_sums += torch.stack([loss.detach() * size, count])
+        self.train_loss.update(loss.detach(), weight=batch[0].shape[0])
         return loss
 
     def on_train_epoch_end(self) -> None:
-        total, count = self._train_sums
-        self.log("train_loss", total / count)
+        self.log("train_loss", self.train_loss.compute())
 
     def epoch_summary(self) -> dict[str, float]:
         """Mean train and validation metrics of the epoch that just ran (for callbacks, which
         Lightning calls before this module's own epoch-end hooks)."""
-        total, count = self._train_sums
-        val_loss, val_mae, val_count = self._val_sums
-        nan = float("nan")
         return {
-            "train_loss": float(total / count) if count else nan,
-            "val_loss": float(val_loss / val_count) if val_count else nan,
-            "val_mae_return": float(val_mae / val_count) if val_count else nan,
+            "train_loss": _mean(self.train_loss),
+            "val_loss": _mean(self.val_loss),
+            "val_mae_return": _mean(self.val_mae),
         }
 
     def on_validation_epoch_start(self) -> None:
-        self._val_sums = torch.zeros(3, device=self.device)  # loss * size, mae * size, sizes
+        self.val_loss.reset()
+        self.val_mae.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, mae = self._loss(batch)
-        size = float(batch[0].shape[0])
-        count = torch.tensor(size, device=loss.device)
-        self._val_sums += torch.stack([loss * size, mae * size, count])
+        size = batch[0].shape[0]
+        self.val_loss.update(loss, weight=size)
+        self.val_mae.update(mae, weight=size)
 
     def on_validation_epoch_end(self) -> None:
-        loss, mae, count = self._val_sums
-        self.log("val_loss", loss / count, prog_bar=True)
-        self.log("val_mae_return", mae / count)
+        self.log("val_loss", self.val_loss.compute(), prog_bar=True)
+        self.log("val_mae_return", self.val_mae.compute())
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(

@@ -1,1 +1,12 @@
-"""One router per resource."""
+"""One router per resource; the versioned API is one router, so /v1 is said once."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.routes import admin, model, predictions
+
+api_router = APIRouter(prefix="/v1")
+api_router.include_router(model.router)
+api_router.include_router(predictions.router)
+api_router.include_router(admin.router)

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Depends
 from service.deps import State, require_api_key
 from service.schemas import ReloadResult
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_api_key)])
 
 
 @router.post(

@@ -5,7 +5,7 @@ from fastapi import APIRouter
 from service.deps import Model
 from service.schemas import ModelInfo
 
-router = APIRouter(prefix="/v1", tags=["model"])
+router = APIRouter(tags=["model"])
 
 # Version tag -> reported name: the scores the version was registered with, on its test days.
 _REPORTED = {"test_mae": "test_model_mae", "naive_mae": "test_naive_mae",

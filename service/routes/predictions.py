@@ -33,7 +33,7 @@ from service.state import ServiceState
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1", tags=["predictions"])
+router = APIRouter(tags=["predictions"])
 
 # Client dates outside this range are refused: nothing traded before it, and a history cannot
 # end after tomorrow (one day of slack for clients ahead of the server's time zone).

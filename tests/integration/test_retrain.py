@@ -16,12 +16,12 @@ import torch
 from mlflow import MlflowClient
 
 from forecaster.config import ForecasterConfig
-from forecaster.errors import SourceUnavailableError
+from forecaster.errors import LockHeldError, RetrainError, SourceUnavailableError
 from forecaster.gate import Decision
 from forecaster.registry import CHALLENGER, CHAMPION, alias_version
 from pipelines.cli import main
-from pipelines.lock import LockHeldError, exclusive_lock
-from pipelines.retrain import STEPS, RetrainError, run_retrain
+from pipelines.lock import exclusive_lock
+from pipelines.retrain import STEPS, run_retrain
 from pipelines.schedule import background_scheduler
 
 pytestmark = pytest.mark.slow

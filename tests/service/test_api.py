@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -331,7 +332,11 @@ def test_metrics_and_prediction_log(
         for _ in range(3):
             assert client.post("/v1/predictions", json={"ticker": "^GSPC"}).status_code == 200
         client.post("/v1/predictions", json={"ticker": "NOPE"})
-        text = client.get("/metrics").text
+        written = 'forecaster_prediction_log_rows_total{outcome="written"} 3.0'
+        deadline = time.monotonic() + 10  # the log's writer is a background thread
+        while written not in (text := client.get("/metrics").text):
+            assert time.monotonic() < deadline, text
+            time.sleep(0.05)
     version = registry.result.model_version
     assert (
         'forecaster_http_requests_total{method="POST",route="/v1/predictions",status="200"} 3.0'

@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from forecaster.config import load_config
-from pipelines.retrain import RetrainError, run_retrain
+from forecaster.errors import RetrainError
+from pipelines.retrain import run_retrain
 from tests.conftest import free_port
 from tests.system.conftest import BIN, MlflowServer, Postgres
 

@@ -61,3 +61,20 @@ def test_lightning_comes_from_the_pytorch_lightning_package() -> None:
         o for p in ("forecaster", "pipelines", "service") for o in offenders(p, ("lightning",))
     ]
     assert found == []
+
+
+def test_exceptions_users_see_live_in_one_module() -> None:
+    """Every public exception is in forecaster/errors.py, so the CLI and the service can catch
+    them by base class and nobody hunts for where one is defined."""
+    elsewhere = []
+    for package in ("forecaster", "pipelines", "service"):
+        for path in (ROOT / package).rglob("*.py"):
+            if path == ROOT / "forecaster" / "errors.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.ClassDef) or node.name.startswith("_"):
+                    continue
+                bases = {b.id for b in node.bases if isinstance(b, ast.Name)}
+                if any(b.endswith(("Error", "Exception")) for b in bases):
+                    elsewhere.append(f"{path.relative_to(ROOT)}: {node.name}")
+    assert elsewhere == []

@@ -1,0 +1,52 @@
+"""The prediction log's writer counts what became of every row, for /metrics."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+from service.prediction_log import PredictionLog, read_log
+
+ROW = {
+    "request_id": "r1", "ticker": "^GSPC", "as_of": date(2018, 12, 31),
+    "target_date": date(2019, 1, 2), "model_name": "stock-lstm", "model_version": "1",
+    "predicted_close": 2507.0, "predicted_return": 0.0001, "lower": 2450.0, "upper": 2560.0,
+    "interval_level": 0.8, "last_close": 2506.85, "history_source": "server",
+}  # fmt: skip
+
+
+def wait_for(condition, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_rows_written_dropped_and_failed_are_counted(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.db"
+    counts: Counter[str] = Counter()
+    log = PredictionLog(f"sqlite:///{path}", max_queue=2,
+                        on_rows=lambda outcome, n: counts.update({outcome: n}))  # fmt: skip
+    log.start()
+    log.record(ROW)
+    wait_for(lambda: counts["written"] == 1)
+
+    # Another process holds the database: the writer waits on its lock (SQLite's 5 s busy
+    # timeout) while requests keep coming; the bounded queue drops what does not fit.
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN EXCLUSIVE")
+    log.record(ROW)  # the writer takes it and waits for the lock
+    wait_for(lambda: log._queue.empty())
+    log.record(ROW)
+    log.record(ROW)  # queue full (2)
+    log.record(ROW)  # dropped
+    assert counts["dropped"] == 1
+    wait_for(lambda: counts["failed"] == 1)  # the busy timeout ran out: that batch failed
+    holder.rollback()
+    holder.close()
+    log.close()  # flushes what is queued
+    assert counts == {"written": 3, "dropped": 1, "failed": 1}
+    assert len(read_log(f"sqlite:///{path}")) == 3
