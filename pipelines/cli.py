@@ -11,9 +11,11 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -259,6 +261,12 @@ def cmd_serve(args: argparse.Namespace, config: ForecasterConfig | None) -> int:
     logging.getLogger("uvicorn.error").addFilter(_OneLineStartupFailure())
     # Model files are fetched on every hot reload: no progress bars in a server's log.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Several workers count in prometheus_client's multiprocess files, in a directory that
+    # must start empty and is removed afterwards (unless the caller chose one).
+    own_dir = None
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_dir = tempfile.mkdtemp(prefix="forecaster-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
     # The app reads its settings from the environment (FORECASTER_*, MLFLOW_TRACKING_URI).
     try:
         uvicorn.run(
@@ -272,6 +280,9 @@ def cmd_serve(args: argparse.Namespace, config: ForecasterConfig | None) -> int:
         )
     except SystemExit as exc:  # uvicorn exits 3 when the app refuses to start
         return 1 if exc.code else 0
+    finally:
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
     return 0
 
 

@@ -1,8 +1,16 @@
-"""Prometheus metrics, one registry per app so tests and workers never share counters."""
+"""Prometheus metrics: one registry per app, or, with several workers, prometheus_client's
+multiprocess mode, so /metrics reports every worker's counts whichever worker answers."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# Set (by `forecaster serve --workers N`, or by whoever runs several workers) before the
+# workers start: prometheus_client then keeps every value in per-process files there.
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class ServiceMetrics:
@@ -45,3 +53,12 @@ class ServiceMetrics:
             ["outcome"],
             registry=self.registry,
         )
+
+    def exposition(self) -> bytes:
+        """The /metrics body: this process's registry, or all workers' files aggregated."""
+        directory = os.environ.get(MULTIPROC_DIR)
+        if not directory:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -245,3 +246,40 @@ def _answer(url: str, process: subprocess.Popen[bytes], log: Path) -> int:
         return httpx.get(url, timeout=2).status_code
     except httpx.TransportError:
         return 0
+
+
+def test_metrics_count_every_worker(registry: Registry, tmp_path: Path) -> None:
+    """`serve --workers 2`: whichever worker answers /metrics reports both workers' counts."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("FORECASTER_", "MLFLOW_TRACKING_URI", "PROMETHEUS_"))}  # fmt: skip
+    env["FORECASTER_PREDICTION_LOG_URL"] = f"sqlite:///{tmp_path / 'predictions.db'}"
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(FORECASTER), "serve", "--data-dir", str(registry.data_dir), "--port", str(port),
+             "--workers", "2"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        # Both workers load the model; a fresh connection per request reaches either.
+        ready = 0
+        while ready < 10:
+            ready = ready + 1 if _answer(f"{base}/readyz", process, log) == 200 else 0
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.1)
+        for _ in range(20):
+            reply = httpx.post(f"{base}/v1/predictions", json={"ticker": "^GSPC"}, timeout=30)
+            assert reply.status_code == 200
+        version = registry.result.model_version
+        line = f'forecaster_predictions_total{{model_version="{version}"}} 20.0'
+        for _ in range(10):
+            text = httpx.get(f"{base}/metrics", timeout=10).text
+            assert line in text, [t for t in text.splitlines() if "predictions_total" in t]
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    assert "Traceback" not in log.read_text()
+    assert not list(Path(tempfile.gettempdir()).glob("forecaster-metrics-*")), "left behind"
