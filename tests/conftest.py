@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temp_files_stay_in_pytest_basetemp(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """What the code under test and its subprocesses put in the temp dir (MLflow's lock files,
+    checkpoints of killed trainings, the notebooks' stores) lands in pytest's basetemp, which
+    pytest prunes, not in /tmp for ever."""
+    path = str(tmp_path_factory.mktemp("tmp"))
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TMPDIR", path)
+    patch.setattr(tempfile, "tempdir", path)
+    yield
+    patch.undo()
 
 
 @pytest.fixture(scope="session")

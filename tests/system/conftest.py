@@ -25,6 +25,9 @@ from tests.conftest import free_port
 
 BIN = Path(sys.executable).parent
 
+# Read at import, before the session fixture points TMPDIR into pytest's basetemp.
+SYSTEM_TMP = tempfile.gettempdir()
+
 
 def unavailable(reason: str) -> None:
     if os.environ.get("CI") == "true":
@@ -45,7 +48,9 @@ def postgres() -> Iterator[Postgres]:
         unavailable("PostgreSQL server binaries not found (Debian package 'postgresql')")
     bindir = Path(candidates[-1]).parent
     as_postgres: list[str] = []
-    root = Path(tempfile.mkdtemp(prefix="forecaster-pg-"))
+    # The system temp dir, not pytest's: the postgres user must reach the cluster's directory
+    # (it is removed below).
+    root = Path(tempfile.mkdtemp(prefix="forecaster-pg-", dir=SYSTEM_TMP))
     root.chmod(0o755)
     data = root / "data"
     if os.geteuid() == 0:  # initdb refuses to run as root: run the cluster as 'postgres'
