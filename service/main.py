@@ -28,7 +28,7 @@ from service.history import HistoryStore, make_source
 from service.metrics import ServiceMetrics
 from service.middleware import RequestContextMiddleware
 from service.model_store import ModelStore
-from service.prediction_log import PredictionLog
+from service.prediction_log import PredictionLog, Retention
 from service.routes import api_router, health
 from service.schemas import BatchRequest, PredictionRequest
 from service.settings import ServiceSettings
@@ -55,6 +55,9 @@ def build_state(settings: ServiceSettings, metrics: ServiceMetrics) -> ServiceSt
         prediction_log=PredictionLog(
             settings.resolved_prediction_log_url(),
             on_rows=lambda outcome, n: metrics.log_rows.labels(outcome).inc(n),
+            retention=Retention(
+                settings.prediction_log_max_age_days, settings.prediction_log_max_rows
+            ),
         ),
     )
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,11 @@ from sqlalchemy import (
     String,
     Table,
     create_engine,
+    delete,
     event,
+    func,
     insert,
+    select,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -62,20 +67,33 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How much of the log to keep; 0 means no cap. Applied by the writer thread at start-up
+    and then at most every `every_seconds`, so the log stops growing without a cron job."""
+
+    max_age_days: int = 0
+    max_rows: int = 0
+    every_seconds: float = 60.0
+
+
 class PredictionLog:
     def __init__(
         self,
         url: str,
         max_queue: int = 10_000,
         on_rows: Callable[[str, int], None] = lambda outcome, n: None,
+        retention: Retention = Retention(),
     ) -> None:
-        """`on_rows(outcome, n)` counts rows written, dropped (queue full) or failed (the
-        database refused them): the service exports them to /metrics."""
+        """`on_rows(outcome, n)` counts rows written, dropped (queue full), failed (the
+        database refused them) or pruned (past retention): the service exports them."""
         self.url = url
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
         self._engine: Engine | None = None
         self._on_rows = on_rows
+        self.retention = retention
+        self._next_prune = 0.0
         self.dropped = 0
 
     def start(self) -> None:
@@ -106,7 +124,40 @@ class PredictionLog:
             self._on_rows("dropped", 1)
             logger.warning("prediction log queue full; dropped a row (%d so far)", self.dropped)
 
+    def prune(self) -> int:
+        """Delete rows older than the age cap and all but the newest `max_rows`; returns how
+        many went. A failure is logged, never raised: it is retried on the next round."""
+        rules = self.retention
+        if self._engine is None or not (rules.max_age_days or rules.max_rows):
+            return 0
+        gone = 0
+        try:
+            with self._engine.begin() as conn:
+                if rules.max_age_days:
+                    cutoff = datetime.now(UTC) - timedelta(days=rules.max_age_days)
+                    old = delete(predictions).where(predictions.c.created_at < cutoff)
+                    gone += conn.execute(old).rowcount or 0
+                if rules.max_rows:
+                    top = conn.execute(select(func.max(predictions.c.id))).scalar()
+                    if top is not None:
+                        extra = delete(predictions).where(predictions.c.id <= top - rules.max_rows)
+                        gone += conn.execute(extra).rowcount or 0
+        except SQLAlchemyError as exc:
+            logger.error("could not apply the prediction log's retention: %s", exc)
+            return 0
+        if gone:
+            self._on_rows("pruned", gone)
+            logger.info("prediction log: pruned %d row(s) past retention", gone)
+        return gone
+
+    def _maybe_prune(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_prune:
+            self._next_prune = now + self.retention.every_seconds
+            self.prune()
+
     def _run(self) -> None:
+        self._maybe_prune()
         while True:
             rows = [self._queue.get()]
             while len(rows) < 500:
@@ -125,6 +176,7 @@ class PredictionLog:
                     logger.error("could not write %d prediction log row(s): %s", len(rows), exc)
                 else:
                     self._on_rows("written", len(rows))
+                self._maybe_prune()
             if stop:
                 return
 

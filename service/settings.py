@@ -72,6 +72,14 @@ class ServiceSettings(BaseSettings):
     prediction_log_url: str | None = Field(
         None, description="SQLAlchemy URL of the prediction log; default SQLite in data_dir"
     )
+    prediction_log_max_age_days: int = Field(
+        730, ge=0, description="prediction log rows older than this are deleted; 0: kept for ever"
+    )
+    prediction_log_max_rows: int = Field(
+        5_000_000,
+        ge=0,
+        description="the prediction log keeps at most this many newest rows; 0: no cap",
+    )
 
     @field_validator("api_key", mode="after")
     @classmethod

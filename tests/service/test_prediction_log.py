@@ -50,3 +50,43 @@ def test_rows_written_dropped_and_failed_are_counted(tmp_path: Path) -> None:
     log.close()  # flushes what is queued
     assert counts == {"written": 3, "dropped": 1, "failed": 1}
     assert len(read_log(f"sqlite:///{path}")) == 3
+
+
+def test_retention_caps_the_log_by_age_and_by_rows(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import create_engine, insert
+
+    from service.prediction_log import Retention, predictions
+
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    counts: Counter[str] = Counter()
+    log = PredictionLog(url, on_rows=lambda outcome, n: counts.update({outcome: n}),
+                        retention=Retention(max_age_days=30, max_rows=5))  # fmt: skip
+    log.start()
+    log.close()  # the table exists; start-up pruning found nothing
+    now = datetime.now(UTC)
+    ages = [400, 40, 31, 29, 10, 5, 3, 2, 1, 0]  # days; 3 rows are past 30 days
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(insert(predictions),
+                     [{**ROW, "request_id": f"d{d}", "created_at": now - timedelta(days=d)}
+                      for d in ages])  # fmt: skip
+    engine.dispose()
+    assert log.prune() == 3 + 2  # 3 by age, then the oldest 2 of the 7 left by the row cap
+    kept = [r["request_id"] for r in read_log(url)]
+    assert kept == ["d5", "d3", "d2", "d1", "d0"]
+    assert counts["pruned"] == 5
+    assert log.prune() == 0
+
+
+def test_the_writer_applies_retention_as_it_writes(tmp_path: Path) -> None:
+    from service.prediction_log import Retention
+
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    log = PredictionLog(url, retention=Retention(max_rows=3, every_seconds=0))
+    log.start()
+    for i in range(10):
+        log.record({**ROW, "request_id": f"r{i}"})
+    log.close()
+    assert [r["request_id"] for r in read_log(url)] == ["r7", "r8", "r9"]

@@ -97,12 +97,15 @@ def api_server(mlflow_server: MlflowServer, retrained: dict) -> Iterator[str]:  
 
 
 def test_retrain_against_the_server_registers_and_decides(retrained: dict) -> None:  # type: ignore[type-arg]
-    assert retrained["status"] in ("promoted", "kept"), retrained
     assert retrained["model_version"] == "1"
-    criteria = [c["name"] for c in retrained["decision"]["criteria"]]
-    assert criteria == ["pinball_beats_naive", "point_not_worse_than_persistence",
-                        "intervals_calibrated", "beats_champion"]  # fmt: skip
-    assert (retrained["status"] == "promoted") is retrained["decision"]["promoted"]
+    criteria = retrained["decision"]["criteria"]
+    assert [c["name"] for c in criteria] == ["pinball_beats_naive",
+        "point_not_worse_than_persistence", "intervals_calibrated", "beats_champion"]  # fmt: skip
+    # Whichever way this seed's scores fall, the pipeline applied the gate's rule: promoted
+    # exactly when every recorded criterion passed (the rule itself is tested in test_gate).
+    everything_passed = all(c["passed"] for c in criteria)
+    assert retrained["decision"]["promoted"] is everything_passed
+    assert retrained["status"] == ("promoted" if everything_passed else "kept")
     assert set(retrained["step_seconds"]) == {
         "ingest", "validate", "features", "train", "evaluate", "register", "promote"
     }  # fmt: skip
