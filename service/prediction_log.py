@@ -5,6 +5,7 @@ Writes go through a queue to a background thread: logging never blocks or fails 
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -15,47 +16,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Date,
-    DateTime,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    create_engine,
-    delete,
-    event,
-    func,
-    insert,
-    select,
-)
+from sqlalchemy import create_engine, delete, event, func, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-logger = logging.getLogger(__name__)
+from forecaster.predlog.migrate import upgrade
+from forecaster.predlog.schema import predictions
 
-metadata = MetaData()
-predictions = Table(
-    "predictions",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("request_id", String(64), nullable=False),
-    Column("ticker", String(32), nullable=False),
-    Column("as_of", Date, nullable=False),
-    Column("target_date", Date, nullable=False),
-    Column("model_name", String(128), nullable=False),
-    Column("model_version", String(32), nullable=False),
-    Column("predicted_close", Float, nullable=False),
-    Column("predicted_return", Float, nullable=False),
-    Column("lower", Float, nullable=False),
-    Column("upper", Float, nullable=False),
-    Column("interval_level", Float, nullable=False),
-    Column("last_close", Float, nullable=False),
-    Column("history_source", String(16), nullable=False),
-)
+logger = logging.getLogger(__name__)
 
 _STOP = object()
 
@@ -105,7 +73,8 @@ class PredictionLog:
             if self._engine.dialect.name == "sqlite":
                 # WAL + NORMAL sync: appends without an fsync per batch, readers never block.
                 event.listen(self._engine, "connect", _sqlite_pragmas)
-            metadata.create_all(self._engine)
+            revision = upgrade(self._engine)  # Alembic: the log's schema is migrated
+            logger.info("prediction log %s at schema revision %s", self.url, revision)
         except (OSError, SQLAlchemyError, ValueError, ImportError) as exc:
             logger.error("prediction log %s unusable, predictions will not be logged: %s",
                          self.url, exc)  # fmt: skip
@@ -194,6 +163,9 @@ def read_log(url: str) -> list[dict[str, Any]]:
     try:
         with engine.connect() as conn:
             result = conn.execute(predictions.select().order_by(predictions.c.id))
-            return [dict(r._mapping) for r in result]
+            rows = [dict(r._mapping) for r in result]
     finally:
         engine.dispose()
+    for row in rows:  # level -> price, as served; None on rows logged before revision 0002
+        row["quantiles"] = json.loads(row["quantiles"]) if row["quantiles"] else None
+    return rows

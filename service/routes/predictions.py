@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 from datetime import date, timedelta
@@ -172,6 +173,8 @@ async def predict_one(
             "interval_level": response.interval.level,
             "last_close": response.last_close,
             "history_source": source,
+            "quantiles": json.dumps(response.quantiles),
+            "volatility": response.volatility,
         }
     )
     return response

@@ -354,6 +354,9 @@ def test_metrics_and_prediction_log(
     assert str(rows[0]["as_of"]) == "2018-12-31"
     assert str(rows[0]["target_date"]) == "2019-01-02"
     assert rows[0]["model_version"] == version
+    assert set(rows[0]["quantiles"]) == {"0.05", "0.1", "0.25", "0.5", "0.75", "0.9", "0.95"}
+    assert rows[0]["quantiles"]["0.5"] == pytest.approx(rows[0]["predicted_close"])
+    assert rows[0]["volatility"] > 0
     assert len({r["request_id"] for r in rows}) == 3
 
 

@@ -90,3 +90,98 @@ def test_the_writer_applies_retention_as_it_writes(tmp_path: Path) -> None:
         log.record({**ROW, "request_id": f"r{i}"})
     log.close()
     assert [r["request_id"] for r in read_log(url)] == ["r7", "r8", "r9"]
+
+
+def _first_shipped_schema(url: str, rows: int) -> None:
+    """A log as the service created it before migrations: create_all of the old table."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import (
+        Column,
+        Date,
+        DateTime,
+        Float,
+        Integer,
+        MetaData,
+        String,
+        Table,
+        create_engine,  # fmt: skip
+        insert,
+    )
+
+    old = Table(
+        "predictions", MetaData(),
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("request_id", String(64), nullable=False),
+        Column("ticker", String(32), nullable=False),
+        Column("as_of", Date, nullable=False),
+        Column("target_date", Date, nullable=False),
+        Column("model_name", String(128), nullable=False),
+        Column("model_version", String(32), nullable=False),
+        Column("predicted_close", Float, nullable=False),
+        Column("predicted_return", Float, nullable=False),
+        Column("lower", Float, nullable=False),
+        Column("upper", Float, nullable=False),
+        Column("interval_level", Float, nullable=False),
+        Column("last_close", Float, nullable=False),
+        Column("history_source", String(16), nullable=False),
+    )  # fmt: skip
+    engine = create_engine(url)
+    old.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(old), [{**ROW, "request_id": f"old{i}",
+                                    "created_at": datetime.now(UTC)} for i in range(rows)])  # fmt: skip
+    engine.dispose()
+
+
+def test_a_log_from_before_migrations_is_migrated_without_losing_rows(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    from forecaster.predlog.migrate import current, head
+
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    _first_shipped_schema(url, rows=3)
+    with create_engine(url).connect() as conn:
+        before = [dict(r._mapping) for r in conn.execute(text("SELECT * FROM predictions"))]
+    log = PredictionLog(url)
+    log.start()  # migrates: stamps the old schema 0001, then upgrades to head
+    log.record({**ROW, "request_id": "new", "quantiles": '{"0.5": 2507.0}', "volatility": 0.01})
+    log.close()
+    rows = read_log(url)
+    assert [r["request_id"] for r in rows] == ["old0", "old1", "old2", "new"]
+    for old, migrated in zip(before, rows, strict=False):  # the raw SQL row reads as text
+        assert {k: str(migrated[k]) for k in old} == {k: str(v) for k, v in old.items()}
+        assert migrated["quantiles"] is None
+    assert rows[-1]["quantiles"] == {"0.5": 2507.0}
+    assert rows[-1]["volatility"] == 0.01
+    engine = create_engine(url)
+    assert current(engine) == head()
+    engine.dispose()
+
+
+def test_migrating_twice_or_from_nothing_ends_at_the_same_schema(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, inspect
+
+    from forecaster.predlog.migrate import head, upgrade
+
+    fresh = create_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert upgrade(fresh) == head()
+    assert upgrade(fresh) == head()  # nothing to do the second time
+    old_url = f"sqlite:///{tmp_path / 'old.db'}"
+    _first_shipped_schema(old_url, rows=1)
+    migrated = create_engine(old_url)
+    upgrade(migrated)
+
+    def shape(engine):  # type: ignore[no-untyped-def]
+        inspector = inspect(engine)
+        columns = {
+            c["name"]: (str(c["type"]), c["nullable"]) for c in inspector.get_columns("predictions")
+        }
+        indexes = {i["name"] for i in inspector.get_indexes("predictions")}
+        return columns, indexes
+
+    assert shape(fresh) == shape(migrated)
+    assert "ix_predictions_target_date" in shape(fresh)[1]
+    fresh.dispose()
+    migrated.dispose()

@@ -197,3 +197,28 @@ def test_tracking_server_stopped_mid_run_leaves_the_champion(
         doomed.stop()
     champion = api(mlflow_server, "registered-models/alias", name="stock-lstm", alias="champion")
     assert champion["model_version"]["version"] == retrained["model_version"]
+
+
+def test_prediction_log_migrates_beside_mlflow_in_its_postgresql_database(
+    mlflow_server: MlflowServer, postgres: Postgres
+) -> None:
+    """The log may share MLflow's database: its own version table leaves MLflow's alone."""
+    from sqlalchemy import create_engine, inspect, text
+
+    from forecaster.predlog.migrate import VERSION_TABLE, head, upgrade
+
+    engine = create_engine(postgres.url)
+    with engine.connect() as conn:
+        mlflow_version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    assert upgrade(engine) == head()
+    assert upgrade(engine) == head()
+    with engine.connect() as conn:
+        assert (
+            conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == mlflow_version
+        )
+        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == head()
+    columns = {c["name"] for c in inspect(engine).get_columns("predictions")}
+    assert {"quantiles", "volatility", "target_date"} <= columns
+    engine.dispose()
+    # MLflow still works on its database.
+    assert api(mlflow_server, "experiments/search", max_results="10")["experiments"]
