@@ -143,6 +143,15 @@ def cmd_backtest(args: argparse.Namespace, config: ForecasterConfig) -> int:
     return 0
 
 
+def cmd_monitor(args: argparse.Namespace, config: ForecasterConfig) -> int:
+    from pipelines.monitor import monitor_text, run_monitor
+
+    log_url = args.log_url or os.environ.get("FORECASTER_PREDICTION_LOG_URL") or None
+    payload = run_monitor(config, log_url)
+    _emit(args, payload, monitor_text(payload))
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace, config: ForecasterConfig) -> int:
     from pipelines.predicting import predict_text, run_predict
 
@@ -330,6 +339,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="write every test day's quantiles (price units) of every fold to this CSV",
     )
     backtest.set_defaults(handler=cmd_backtest)
+
+    monitor = sub.add_parser(
+        "monitor", help="score the served forecasts against the closes that followed"
+    )
+    _add_config_options(monitor)
+    monitor.add_argument(
+        "--log-url",
+        metavar="URL",
+        help="prediction log (default: $FORECASTER_PREDICTION_LOG_URL, else "
+        "sqlite:///<data_dir>/predictions.db)",
+    )
+    monitor.set_defaults(handler=cmd_monitor)
 
     predict = sub.add_parser("predict", help="next-day forecast from a registered model")
     _add_config_options(predict)

@@ -7,6 +7,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -41,3 +42,32 @@ predictions = Table(
     Column("volatility", Float, nullable=True),
 )
 Index("ix_predictions_target_date", predictions.c.target_date)
+
+# Since revision 0003: one realised close per logged forecast whose target day has passed.
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column(
+        "prediction_id", Integer, ForeignKey("predictions.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("actual_close", Float, nullable=False),
+    Column("resolved_at", DateTime(timezone=True), nullable=False),
+)
+
+# Since revision 0003: what each `forecaster monitor` run measured, per version and ticker.
+live_scores = Table(
+    "live_scores",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+    Column("model_name", String(128), nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("ticker", String(32), nullable=False),  # "*": every ticker
+    Column("window", Integer, nullable=False),  # last N resolved forecasts
+    Column("resolved", Integer, nullable=False),
+    Column("mae", Float, nullable=True),
+    Column("naive_mae", Float, nullable=True),
+    Column("pinball", Float, nullable=True),
+    Column("coverage", Text, nullable=True),  # JSON: interval level -> share inside
+    Column("kupiec_pvalue", Text, nullable=True),  # JSON: interval level -> p
+)

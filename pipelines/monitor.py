@@ -1,0 +1,332 @@
+"""`forecaster monitor`: score the forecasts the service actually served against what happened.
+
+Each logged prediction whose target day has a close in the configured source gets one outcome
+(idempotent: a resolved prediction is never looked at again). Then, per model version and per
+ticker, over the last 20, 60 and 250 resolved forecasts: MAE next to naive persistence on the
+same days, mean pinball loss, and coverage of every served interval with Kupiec's p-value.
+Figures go to the log's database, to an MLflow run and to tags on the model version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from forecaster import scores
+from forecaster.config import ForecasterConfig, level_key
+from forecaster.errors import DataError
+from forecaster.predlog.migrate import upgrade
+from forecaster.predlog.schema import live_scores, outcomes, predictions
+from forecaster.schemas import CLOSE
+from forecaster.sources import clip_dates, make_source
+from forecaster.tracking import resolve_tracking_uri
+
+logger = logging.getLogger(__name__)
+
+WINDOWS = (20, 60, 250)
+HEADLINE = 250
+INTERVALS = (0.5, 0.8, 0.9)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One served forecast and the close that followed."""
+
+    model_name: str
+    model_version: str
+    ticker: str
+    target_date: date
+    last_close: float
+    predicted_close: float
+    actual_close: float
+    quantiles: dict[float, float] | None  # level -> price; None if logged before 0002
+
+
+def default_log_url(config: ForecasterConfig) -> str:
+    return f"sqlite:///{(Path(config.data.data_dir) / 'predictions.db').resolve()}"
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def window_scores(rows: Sequence[Resolved]) -> dict[str, Any]:
+    """Scores of these resolved forecasts (pure: hand-made rows in, numbers out)."""
+    n = len(rows)
+    out: dict[str, Any] = {"resolved": n, "mae": None, "naive_mae": None, "pinball": None,
+                           "coverage": {}, "kupiec_pvalue": {}}  # fmt: skip
+    if n == 0:
+        return out
+    actual = np.array([r.actual_close for r in rows])
+    out["mae"] = float(np.mean(np.abs(np.array([r.predicted_close for r in rows]) - actual)))
+    out["naive_mae"] = float(np.mean(np.abs(np.array([r.last_close for r in rows]) - actual)))
+    # Distribution scores on the forecasts that logged quantiles, at the levels they all share.
+    with_q = [r for r in rows if r.quantiles]
+    if not with_q:
+        return out
+    levels = sorted(set.intersection(*(set(r.quantiles or {}) for r in with_q)))
+    if not levels:
+        return out
+    last = np.array([r.last_close for r in with_q])
+    y = np.log(np.array([r.actual_close for r in with_q]) / last)
+    q = np.log(
+        np.array([[(r.quantiles or {})[lv] for lv in levels] for r in with_q]) / last[:, None]
+    )
+    out["pinball"] = float(scores.pinball(q, y, levels).mean())
+    for coverage in INTERVALS:
+        try:
+            lo, hi = scores.interval_columns(levels, coverage)
+        except ValueError:
+            continue  # the model did not serve this interval
+        hits = scores.violations(q[:, lo], q[:, hi], y)
+        out["coverage"][level_key(coverage)] = float(1.0 - hits.mean())
+        out["kupiec_pvalue"][level_key(coverage)] = _nan_to_none(
+            scores.kupiec_pvalue(hits, coverage)
+        )
+    return out
+
+
+def _closes(config: ForecasterConfig, tickers: Sequence[str]) -> dict[str, pd.Series]:
+    """Realised closes per ticker from the configured source; a ticker it cannot load is left
+    unresolved (and said so), never a failure of the whole run."""
+    source = make_source(config.data)
+    closes = {}
+    for ticker in tickers:
+        try:
+            closes[ticker] = clip_dates(source.load(ticker), config.data)[CLOSE]
+        except DataError as exc:
+            logger.warning("cannot resolve %s forecasts yet: %s", ticker, exc)
+    return closes
+
+
+def resolve(engine: Engine, config: ForecasterConfig) -> int:
+    """Store the realised close of every logged forecast whose target day has one."""
+    pending = (
+        select(predictions.c.id, predictions.c.ticker, predictions.c.target_date)
+        .outerjoin(outcomes, outcomes.c.prediction_id == predictions.c.id)
+        .where(outcomes.c.prediction_id.is_(None))
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(pending).all()
+    if not rows:
+        return 0
+    closes = _closes(config, sorted({r.ticker for r in rows}))
+    now = datetime.now(UTC)
+    found = []
+    for row in rows:
+        series = closes.get(row.ticker)
+        day = pd.Timestamp(row.target_date)
+        if series is not None and day in series.index:
+            found.append({"prediction_id": row.id, "actual_close": float(series.loc[day]),
+                          "resolved_at": now})  # fmt: skip
+    if found:
+        try:
+            with engine.begin() as conn:
+                conn.execute(insert(outcomes), found)
+        except IntegrityError:
+            # Another monitor resolved some of them meanwhile: the next run picks up the rest.
+            logger.warning("another monitor run resolved forecasts at the same time; skipped")
+            return 0
+    return len(found)
+
+
+def load_resolved(engine: Engine) -> list[Resolved]:
+    query = (
+        select(predictions, outcomes.c.actual_close)
+        .join(outcomes, outcomes.c.prediction_id == predictions.c.id)
+        .order_by(predictions.c.target_date, predictions.c.id)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [
+        Resolved(
+            model_name=r.model_name,
+            model_version=r.model_version,
+            ticker=r.ticker,
+            target_date=r.target_date,
+            last_close=r.last_close,
+            predicted_close=r.predicted_close,
+            actual_close=r.actual_close,
+            quantiles=(
+                {float(k): float(v) for k, v in json.loads(r.quantiles).items()}
+                if r.quantiles
+                else None
+            ),
+        )
+        for r in rows
+    ]
+
+
+def _windows(rows: Sequence[Resolved]) -> dict[str, dict[str, Any]]:
+    return {str(w): window_scores(rows[-w:]) for w in WINDOWS}
+
+
+def version_reports(rows: Sequence[Resolved]) -> list[dict[str, Any]]:
+    """Per model version: the headline window's figures at the top level, every window, and
+    the headline window per ticker."""
+    by_version: dict[tuple[str, str], list[Resolved]] = defaultdict(list)
+    for row in rows:
+        by_version[(row.model_name, row.model_version)].append(row)
+    reports = []
+    for (name, version), own in sorted(by_version.items(), key=lambda kv: _version_key(kv[0][1])):
+        by_ticker: dict[str, list[Resolved]] = defaultdict(list)
+        for row in own:
+            by_ticker[row.ticker].append(row)
+        windows = _windows(own)
+        reports.append(
+            {
+                "model_name": name,
+                "model_version": version,
+                **windows[str(HEADLINE)],
+                "resolved": len(own),
+                "windows": windows,
+                "tickers": {t: _windows(r) for t, r in sorted(by_ticker.items())},
+            }
+        )
+    return reports
+
+
+def _version_key(version: str) -> tuple[int, str]:
+    return (int(version), version) if version.isdigit() else (1 << 30, version)
+
+
+def _store(engine: Engine, reports: Sequence[dict[str, Any]], now: datetime) -> None:
+    records = []
+    for report in reports:
+        scopes = {"*": report["windows"], **report["tickers"]}
+        for ticker, windows in scopes.items():
+            for window, figures in windows.items():
+                records.append(
+                    {
+                        "computed_at": now,
+                        "model_name": report["model_name"],
+                        "model_version": report["model_version"],
+                        "ticker": ticker,
+                        "window": int(window),
+                        "resolved": figures["resolved"],
+                        "mae": figures["mae"],
+                        "naive_mae": figures["naive_mae"],
+                        "pinball": figures["pinball"],
+                        "coverage": json.dumps(figures["coverage"]),
+                        "kupiec_pvalue": json.dumps(figures["kupiec_pvalue"]),
+                    }
+                )
+    if records:
+        with engine.begin() as conn:
+            conn.execute(insert(live_scores), records)
+
+
+def _flat(report: dict[str, Any]) -> dict[str, float]:
+    """MLflow metrics / version tags of one version's headline window."""
+    out = {"resolved": float(report["resolved"])}
+    for key in ("mae", "naive_mae", "pinball"):
+        if report[key] is not None:
+            out[key] = float(report[key])
+    for key in ("coverage", "kupiec_pvalue"):
+        for level, value in report[key].items():
+            if value is not None:
+                out[f"{key}_{level}"] = float(value)
+    return out
+
+
+def _track(config: ForecasterConfig, payload: dict[str, Any]) -> str | None:
+    """One run per invocation in the monitoring experiment; the latest figures as tags on each
+    model version. Best effort: the scores are already in the database."""
+    try:
+        mlflow.set_tracking_uri(resolve_tracking_uri(config))
+        mlflow.set_experiment(f"{config.tracking.experiment}-monitoring")
+        with mlflow.start_run(run_name="monitor") as run:
+            mlflow.log_metrics({"resolved_total": payload["resolved_total"],
+                                "newly_resolved": payload["newly_resolved"]})  # fmt: skip
+            for report in payload["versions"]:
+                prefix = f"v{report['model_version']}_"
+                mlflow.log_metrics({prefix + k: v for k, v in _flat(report).items()})
+            mlflow.log_dict(payload, "monitor.json")
+            run_id = str(run.info.run_id)
+        client = MlflowClient()
+        for report in payload["versions"]:
+            tags = {f"live_{k}": f"{v:.6g}" for k, v in _flat(report).items()}
+            tags["live_updated"] = payload["computed_at"]
+            try:
+                for key, value in tags.items():
+                    client.set_model_version_tag(report["model_name"], report["model_version"],
+                                                 key, value)  # fmt: skip
+            except MlflowException as exc:
+                logger.warning("no tags on %s v%s: %s", report["model_name"],
+                               report["model_version"], exc.message)  # fmt: skip
+        return run_id
+    except MlflowException as exc:
+        logger.warning("monitoring figures not tracked in MLflow: %s", exc.message)
+        return None
+
+
+def run_monitor(config: ForecasterConfig, log_url: str | None = None) -> dict[str, Any]:
+    url = log_url or default_log_url(config)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        raise DataError(f"no prediction log at {url}: serve forecasts first, or pass --log-url")
+    engine = create_engine(url)
+    try:
+        upgrade(engine)
+        newly = resolve(engine, config)
+        rows = load_resolved(engine)
+        with engine.connect() as conn:
+            logged = int(conn.execute(select(func.count()).select_from(predictions)).scalar_one())
+        now = datetime.now(UTC)
+        reports = version_reports(rows)
+        _store(engine, reports, now)
+    finally:
+        engine.dispose()
+    payload: dict[str, Any] = {
+        "log_url": url,
+        "computed_at": now.isoformat(timespec="seconds"),
+        "logged_total": logged,
+        "resolved_total": len(rows),
+        "newly_resolved": newly,
+        "unresolved": logged - len(rows),
+        "windows": list(WINDOWS),
+        "versions": reports,
+    }
+    payload["mlflow_run_id"] = _track(config, payload)
+    return payload
+
+
+def monitor_text(payload: dict[str, Any]) -> str:
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.1f}%"
+
+    def num(value: float | None, scale: float = 1.0, fmt: str = ".3f") -> str:
+        return "-" if value is None else format(value * scale, fmt)
+
+    lines = [
+        f"prediction log {payload['log_url']}: {payload['logged_total']} forecasts, "
+        f"{payload['resolved_total']} resolved ({payload['newly_resolved']} new), "
+        f"{payload['unresolved']} waiting for their day"
+    ]
+    for r in payload["versions"]:
+        coverage = ", ".join(
+            f"{float(k):.0%} {pct(v)} (Kupiec p {num(r['kupiec_pvalue'].get(k), fmt='.3g')})"
+            for k, v in r["coverage"].items()
+        )
+        lines.append(
+            f"{r['model_name']} v{r['model_version']}: last {min(r['resolved'], HEADLINE)} of "
+            f"{r['resolved']} resolved: MAE {num(r['mae'])} vs naive {num(r['naive_mae'])}, "
+            f"pinball {num(r['pinball'], 1e4, '.3f')} bp"
+            + (f"; coverage {coverage}" if coverage else "")
+        )
+    return "\n".join(lines)

@@ -1,0 +1,110 @@
+"""The loop closed on real served forecasts: the service logs them, the monitor resolves them
+against the bundled closes, scores them, and is idempotent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from mlflow import MlflowClient
+from sqlalchemy import create_engine, func, select
+
+from forecaster.predlog.schema import live_scores, outcomes
+from forecaster.sources import SampleSource
+from pipelines.cli import main
+from service.main import create_app
+from service.prediction_log import read_log
+from service.settings import ServiceSettings
+from tests.service.conftest import Registry
+from tests.service.test_api import history_rows
+
+# As-of days in December 2018 whose next session is in the bundled sample, and 2018-12-31,
+# whose target day (2019-01-02) is not: that one must stay unresolved.
+AS_OF = ["2018-12-03", "2018-12-07", "2018-12-12", "2018-12-14", "2018-12-19", "2018-12-21",
+         "2018-12-27", "2018-12-31"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def served(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('monitor') / 'predictions.db'}"
+    settings = ServiceSettings(tracking_uri=registry.tracking_uri, data_dir=registry.data_dir,
+                               reload_interval_seconds=3600, prediction_log_url=url)  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        for day in AS_OF:
+            body = {"ticker": "^GSPC", "history": history_rows(80, end=day)}
+            assert client.post("/v1/predictions", json=body).status_code == 200
+    return url
+
+
+def monitor(registry: Registry, url: str, capsys: pytest.CaptureFixture[str]) -> dict:  # type: ignore[type-arg]
+    args = ["-q", "monitor", "--data-dir", str(registry.data_dir), "--log-url", url,
+            "--set", f"tracking.tracking_uri={registry.tracking_uri}", "--json"]  # fmt: skip
+    assert main(args) == 0
+    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+
+def test_monitor_resolves_scores_and_is_idempotent(
+    registry: Registry, served: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = monitor(registry, served, capsys)
+    assert first["logged_total"] == len(AS_OF)
+    assert first["resolved_total"] == first["newly_resolved"] == len(AS_OF) - 1
+    assert first["unresolved"] == 1
+    (version,) = first["versions"]
+    assert version["model_version"] == registry.result.model_version
+    assert version["resolved"] == len(AS_OF) - 1
+    assert set(version["coverage"]) == set(version["kupiec_pvalue"]) == {"0.5", "0.8", "0.9"}
+
+    # The same figures computed here, straight from the log and the bundled closes.
+    close = SampleSource().load("^GSPC")["close"]
+    rows = [r for r in read_log(served) if r["target_date"].isoformat() < "2019-01-01"]
+    actual = np.array([close.loc[str(r["target_date"])] for r in rows])
+    last = np.array([r["last_close"] for r in rows])
+    predicted = np.array([r["predicted_close"] for r in rows])
+    assert version["mae"] == pytest.approx(np.mean(np.abs(predicted - actual)))
+    assert version["naive_mae"] == pytest.approx(np.mean(np.abs(last - actual)))
+    lower = np.array([r["quantiles"]["0.1"] for r in rows])
+    upper = np.array([r["quantiles"]["0.9"] for r in rows])
+    inside = (actual >= lower) & (actual <= upper)
+    assert version["coverage"]["0.8"] == pytest.approx(inside.mean())
+    assert version["tickers"]["^GSPC"]["250"]["resolved"] == len(rows)
+
+    # Twice changes nothing: no outcome is added, the figures are the same.
+    second = monitor(registry, served, capsys)
+    assert second["newly_resolved"] == 0
+    assert second["resolved_total"] == first["resolved_total"]
+    assert second["versions"][0]["windows"] == first["versions"][0]["windows"]
+    engine = create_engine(served)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(outcomes)).scalar() == len(rows)
+        stored = conn.execute(select(live_scores).where(live_scores.c.ticker == "*",
+                                                        live_scores.c.window == 250)).all()  # fmt: skip
+    engine.dispose()
+    assert len(stored) == 2  # one row per run
+    assert json.loads(stored[-1].coverage)["0.8"] == pytest.approx(inside.mean())
+
+    # MLflow: a monitoring run per invocation, the latest figures on the model version.
+    client = MlflowClient(registry.tracking_uri)
+    experiment = client.get_experiment_by_name("forecaster-monitoring")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert second["mlflow_run_id"] in {r.info.run_id for r in runs}
+    tags = client.get_model_version("stock-lstm", str(registry.result.model_version)).tags
+    assert float(tags["live_resolved"]) == len(rows)
+    assert float(tags["live_coverage_0.8"]) == pytest.approx(inside.mean(), abs=1e-5)
+
+
+def test_monitor_without_a_log_is_one_line(
+    registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    assert main(["-q", "monitor", "--data-dir", str(registry.data_dir), "--log-url", url]) == 1
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == f"forecaster: error: no prediction log at {url}: serve forecasts first, or pass --log-url"
+    )
+    assert not (tmp_path / "none.db").exists()
