@@ -26,7 +26,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from forecaster import __version__
 from forecaster.config import ForecasterConfig, load_config
-from forecaster.errors import ForecasterError
+from forecaster.errors import ConfigError, ForecasterError
 from forecaster.progress import interactive
 
 logger = logging.getLogger("forecaster.cli")
@@ -78,7 +78,9 @@ def _config_from_args(args: argparse.Namespace) -> ForecasterConfig:
         values["data.source"] = args.source
     if args.ticker:
         values["data.tickers"] = list(args.ticker)
-    for key, value in (("start", args.start), ("end", args.end), ("data_dir", args.data_dir)):
+    # replay reads --start/--end as its range of as-of days, not as a clip of the data.
+    dates = () if args.handler is cmd_replay else (("start", args.start), ("end", args.end))
+    for key, value in (*dates, ("data_dir", args.data_dir)):
         if value is not None:
             values[f"data.{key}"] = str(value)
     if getattr(args, "folds", None) is not None:
@@ -149,6 +151,17 @@ def cmd_monitor(args: argparse.Namespace, config: ForecasterConfig) -> int:
     log_url = args.log_url or os.environ.get("FORECASTER_PREDICTION_LOG_URL") or None
     payload = run_monitor(config, log_url)
     _emit(args, payload, monitor_text(payload))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, config: ForecasterConfig) -> int:
+    from pipelines.replay import replay_text, run_replay
+
+    if args.start is None or args.end is None:
+        raise ConfigError("replay needs --start and --end: the as-of days to forecast")
+    log_url = args.log_url or os.environ.get("FORECASTER_PREDICTION_LOG_URL") or None
+    payload = run_replay(config, args.start, args.end, args.model_uri, log_url)
+    _emit(args, payload, replay_text(payload))
     return 0
 
 
@@ -351,6 +364,18 @@ def build_parser() -> argparse.ArgumentParser:
         "sqlite:///<data_dir>/predictions.db)",
     )
     monitor.set_defaults(handler=cmd_monitor)
+
+    replay = sub.add_parser(
+        "replay",
+        help="log a registered model's forecasts as of each day from --start to --end, "
+        "as the API would",
+    )
+    _add_config_options(replay)
+    replay.add_argument("--model-uri", metavar="URI",
+                        help="default: models:/<tracking.model_name>@champion")  # fmt: skip
+    replay.add_argument("--log-url", metavar="URL",
+                        help="prediction log (as for monitor)")  # fmt: skip
+    replay.set_defaults(handler=cmd_replay)
 
     predict = sub.add_parser("predict", help="next-day forecast from a registered model")
     _add_config_options(predict)

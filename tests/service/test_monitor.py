@@ -108,3 +108,56 @@ def test_monitor_without_a_log_is_one_line(
         == f"forecaster: error: no prediction log at {url}: serve forecasts first, or pass --log-url"
     )
     assert not (tmp_path / "none.db").exists()
+
+
+def test_replay_the_last_quarter_then_monitor_it(
+    registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The offline loop of the README: replay Q4 2018 from the champion, score it."""
+    url = f"sqlite:///{tmp_path / 'replayed.db'}"
+    common = ["--data-dir", str(registry.data_dir), "--log-url", url,
+              "--set", f"tracking.tracking_uri={registry.tracking_uri}"]  # fmt: skip
+    assert main(["-q", "replay", "--start", "2018-10-01", "--end", "2018-12-31", "--ticker",
+                 "^GSPC", *common, "--json"]) == 0  # fmt: skip
+    replayed = json.loads(capsys.readouterr().out)
+    sessions = SampleSource().load("^GSPC").loc["2018-10-01":"2018-12-31"]
+    assert replayed["logged"] == len(sessions) == 63
+    assert replayed["model_version"] == registry.result.model_version
+    rows = read_log(url)
+    assert [r["as_of"] for r in rows] == [d.date() for d in sessions.index]
+    assert all(r["history_source"] == "replay" and len(r["quantiles"]) == 7 for r in rows)
+
+    # The replayed forecast as of a day equals what the API serves from history up to it.
+    settings = ServiceSettings(tracking_uri=registry.tracking_uri, data_dir=registry.data_dir,
+                               reload_interval_seconds=3600,
+                               prediction_log_url=f"sqlite:///{tmp_path / 'api.db'}")  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        body = {"ticker": "^GSPC", "history": history_rows(80, end="2018-11-15")}
+        served = client.post("/v1/predictions", json=body).json()
+    (same_day,) = [r for r in rows if str(r["as_of"]) == "2018-11-15"]
+    assert same_day["target_date"].isoformat() == served["target_date"]
+    for level, price in served["quantiles"].items():
+        assert same_day["quantiles"][level] == pytest.approx(price, rel=1e-6)
+
+    assert main(["-q", "monitor", *common, "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["resolved_total"] == 62  # 2018-12-31's day is not in the sample
+    assert scored["versions"][0]["windows"]["20"]["resolved"] == 20
+    assert scored["versions"][0]["windows"]["60"]["resolved"] == 60
+
+
+def test_replay_refuses_an_empty_or_backwards_range(
+    registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["--data-dir", str(registry.data_dir), "--log-url", f"sqlite:///{tmp_path / 'r.db'}",
+              "--set", f"tracking.tracking_uri={registry.tracking_uri}"]  # fmt: skip
+    assert main(["-q", "replay", "--start", "2018-12-31", "--end", "2018-12-01", *common]) == 1
+    assert (
+        capsys.readouterr().err.strip()
+        == "forecaster: error: --start 2018-12-31 is after --end 2018-12-01"
+    )
+    assert main(["-q", "replay", "--start", "2019-06-01", "--end", "2019-06-30", *common]) == 1
+    assert "no trading day between 2019-06-01 and 2019-06-30" in capsys.readouterr().err
+    assert main(["-q", "replay", *common]) == 1
+    assert "replay needs --start and --end" in capsys.readouterr().err
+    assert not (tmp_path / "r.db").exists()  # nothing half-written
