@@ -25,6 +25,7 @@ from forecaster.calendar import TradingCalendar
 from forecaster.errors import ModelMismatchError
 from service.body import document_bodies, validation_error_handler
 from service.history import HistoryStore, make_source
+from service.live_scores import LiveGauges, LiveScores
 from service.metrics import ServiceMetrics
 from service.middleware import RequestContextMiddleware
 from service.model_store import ModelStore
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 
 def build_state(settings: ServiceSettings, metrics: ServiceMetrics) -> ServiceState:
+    live = LiveScores(settings.resolved_prediction_log_url())
+    metrics.add_collector(LiveGauges(live))
     return ServiceState(
         settings=settings,
         models=ModelStore(
@@ -59,6 +62,7 @@ def build_state(settings: ServiceSettings, metrics: ServiceMetrics) -> ServiceSt
                 settings.prediction_log_max_age_days, settings.prediction_log_max_rows
             ),
         ),
+        live_scores=live,
     )
 
 
@@ -96,6 +100,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 await watcher
             state.prediction_log.close()
             state.history.close()
+            state.live_scores.close()
 
     app = FastAPI(
         title="forecaster",

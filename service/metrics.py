@@ -7,6 +7,7 @@ import os
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 # Set (by `forecaster serve --workers N`, or by whoever runs several workers) before the
 # workers start: prometheus_client then keeps every value in per-process files there.
@@ -16,6 +17,7 @@ MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._collectors: list[Collector] = []
         self.requests = Counter(
             "forecaster_http_requests",
             "HTTP requests by route template, method and status",
@@ -54,6 +56,11 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+    def add_collector(self, collector: Collector) -> None:
+        """A collector computed at scrape time (the live scores), in either mode."""
+        self._collectors.append(collector)
+        self.registry.register(collector)
+
     def exposition(self) -> bytes:
         """The /metrics body: this process's registry, or all workers' files aggregated."""
         directory = os.environ.get(MULTIPROC_DIR)
@@ -61,4 +68,6 @@ class ServiceMetrics:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        for collector in self._collectors:
+            registry.register(collector)
         return generate_latest(registry)

@@ -128,3 +128,26 @@ class ReloadResult(BaseModel):
     swapped: bool
     version: str | None
     detail: str
+
+
+class WindowScores(BaseModel):
+    """Served forecasts of one window, scored against the closes that followed."""
+
+    resolved: int = Field(description="resolved forecasts in the window")
+    mae: float | None = Field(description="MAE of the served median, price units")
+    naive_mae: float | None = Field(description="MAE of naive persistence on the same days")
+    pinball: float | None = Field(description="mean pinball loss, log-return units")
+    coverage: dict[str, float] = Field(description="interval level -> share of closes inside")
+    kupiec_pvalue: dict[str, float | None] = Field(description="interval level -> Kupiec p")
+
+
+class PerformanceEntry(BaseModel):
+    model_name: str
+    model_version: str
+    ticker: str = Field(description='"*" for every ticker the version served')
+    windows: dict[str, WindowScores] = Field(description="last N resolved forecasts -> scores")
+
+
+class Performance(BaseModel):
+    computed_at: datetime = Field(description="when `forecaster monitor` computed these")
+    entries: list[PerformanceEntry]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from forecaster.calendar import TradingCalendar
 from service.history import HistoryStore
+from service.live_scores import LiveScores
 from service.metrics import ServiceMetrics
 from service.model_store import ModelStore
 from service.prediction_log import PredictionLog
@@ -20,3 +21,4 @@ class ServiceState:
     calendar: TradingCalendar
     metrics: ServiceMetrics
     prediction_log: PredictionLog
+    live_scores: LiveScores

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.routes import admin, model, predictions
+from service.routes import admin, model, performance, predictions
 
 api_router = APIRouter(prefix="/v1")
 api_router.include_router(model.router)
 api_router.include_router(predictions.router)
+api_router.include_router(performance.router)
 api_router.include_router(admin.router)

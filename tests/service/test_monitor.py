@@ -161,3 +161,40 @@ def test_replay_refuses_an_empty_or_backwards_range(
     assert main(["-q", "replay", *common]) == 1
     assert "replay needs --start and --end" in capsys.readouterr().err
     assert not (tmp_path / "r.db").exists()  # nothing half-written
+
+
+def test_the_service_reports_the_live_scores(
+    registry: Registry, served: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No monitor run on this log yet: nothing to report, said plainly.
+    empty = ServiceSettings(tracking_uri=registry.tracking_uri, data_dir=registry.data_dir,
+                            prediction_log_url=f"sqlite:///{tmp_path / 'empty.db'}")  # fmt: skip
+    with TestClient(create_app(empty)) as client:
+        reply = client.get("/v1/performance")
+        assert reply.status_code == 404
+        assert reply.json() == {"detail": "no live scores yet: run `forecaster monitor`"}
+
+    scored = monitor(registry, served, capsys)["versions"][0]
+    version = scored["model_version"]
+    settings = ServiceSettings(tracking_uri=registry.tracking_uri, data_dir=registry.data_dir,
+                               prediction_log_url=served)  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        body = client.get("/v1/performance").json()
+        assert {(e["model_version"], e["ticker"]) for e in body["entries"]} == {
+            (version, "*"), (version, "^GSPC")}  # fmt: skip
+        everything = client.get("/v1/performance", params={"version": version, "ticker": "*"})
+        (entry,) = everything.json()["entries"]
+        assert entry["windows"] == scored["windows"]
+        assert client.get("/v1/performance", params={"ticker": "^GSPC"}).status_code == 200
+        missing = client.get("/v1/performance", params={"version": "999"})
+        assert missing.status_code == 404
+        assert missing.json() == {"detail": "no live scores for version 999"}
+        assert client.get("/v1/performance", params={"ticker": "no spaces"}).status_code == 422
+        metrics = client.get("/metrics").text
+    coverage = scored["coverage"]["0.8"]
+    assert f'forecaster_live_coverage{{level="0.8",version="{version}"}} {coverage}' in metrics
+    assert (
+        f'forecaster_live_resolved_total{{version="{version}"}} {float(scored["resolved"])}'
+        in metrics
+    )
+    assert f'forecaster_live_pinball{{version="{version}"}}' in metrics

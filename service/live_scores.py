@@ -1,0 +1,112 @@
+"""The latest figures `forecaster monitor` stored in the prediction log's database, for
+`/v1/performance` and the live Prometheus gauges. Read-only; cached for a few seconds so a
+scrape or a burst of requests costs one small query."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from forecaster.predlog.schema import live_scores
+
+logger = logging.getLogger(__name__)
+
+HEADLINE = 250  # the window the gauges report
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    model_name: str
+    model_version: str
+    ticker: str
+    window: int
+    figures: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    computed_at: datetime | None
+    rows: tuple[ScoreRow, ...]
+
+
+class LiveScores:
+    def __init__(self, url: str, ttl_seconds: float = 15.0) -> None:
+        self.url = url
+        self.ttl = ttl_seconds
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+        self._cached: tuple[float, Snapshot] | None = None
+
+    def _read(self) -> Snapshot:
+        if self._engine is None:
+            self._engine = create_engine(self.url)
+        latest = select(func.max(live_scores.c.computed_at)).scalar_subquery()
+        try:
+            with self._engine.connect() as conn:
+                rows = conn.execute(
+                    select(live_scores).where(live_scores.c.computed_at == latest)
+                ).all()
+        except SQLAlchemyError as exc:  # no log yet, or no monitor run yet: nothing to report
+            logger.debug("no live scores readable from %s: %s", self.url, exc)
+            return Snapshot(None, ())
+        result = tuple(
+            ScoreRow(
+                r.model_name, r.model_version, r.ticker, r.window,
+                {"resolved": r.resolved, "mae": r.mae, "naive_mae": r.naive_mae,
+                 "pinball": r.pinball, "coverage": json.loads(r.coverage or "{}"),
+                 "kupiec_pvalue": json.loads(r.kupiec_pvalue or "{}")},
+            )
+            for r in rows
+        )  # fmt: skip
+        return Snapshot(rows[0].computed_at if rows else None, result)
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] > self.ttl:
+                self._cached = (now, self._read())
+            return self._cached[1]
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+class LiveGauges(Collector):
+    """forecaster_live_coverage{version,level}, forecaster_live_pinball{version} and
+    forecaster_live_resolved_total{version}: the last monitor run, all tickers, last 250."""
+
+    def __init__(self, scores: LiveScores) -> None:
+        self.scores = scores
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        coverage = GaugeMetricFamily("forecaster_live_coverage",
+                                     "Live coverage of each served interval (last 250 resolved)",
+                                     labels=["version", "level"])  # fmt: skip
+        pinball = GaugeMetricFamily("forecaster_live_pinball",
+                                    "Live mean pinball loss (last 250 resolved)",
+                                    labels=["version"])  # fmt: skip
+        resolved = GaugeMetricFamily("forecaster_live_resolved_total",
+                                     "Served forecasts resolved against a realised close",
+                                     labels=["version"])  # fmt: skip
+        for row in self.scores.snapshot().rows:
+            if row.ticker != "*" or row.window != HEADLINE:
+                continue
+            for level, value in row.figures["coverage"].items():
+                coverage.add_metric([row.model_version, level], value)
+            if row.figures["pinball"] is not None:
+                pinball.add_metric([row.model_version], row.figures["pinball"])
+            resolved.add_metric([row.model_version], row.figures["resolved"])
+        yield from (coverage, pinball, resolved)

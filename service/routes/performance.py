@@ -1,0 +1,53 @@
+"""Live accuracy of the served forecasts, as the last `forecaster monitor` run scored them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+
+from forecaster.schemas import TICKER_PATTERN
+from service.deps import State
+from service.schemas import Performance, PerformanceEntry, WindowScores
+
+router = APIRouter(tags=["performance"])
+ANY_OR_TICKER = r"^(\*|" + TICKER_PATTERN.removeprefix("^").removesuffix("$") + ")$"
+
+
+@router.get(
+    "/performance",
+    response_model=Performance,
+    responses={404: {"description": "no live scores (yet) for this version or ticker"}},
+)
+async def performance(
+    state: State,
+    version: Annotated[str | None, Query(max_length=32, description="model version")] = None,
+    ticker: Annotated[
+        str | None, Query(pattern=ANY_OR_TICKER, description='a ticker, or "*" for all')
+    ] = None,
+) -> Performance:
+    """Per model version and ticker, over the last 20, 60 and 250 resolved forecasts: MAE
+    beside naive persistence, pinball loss, and each interval's coverage with Kupiec's p."""
+    snapshot = await asyncio.to_thread(state.live_scores.snapshot)
+    if snapshot.computed_at is None:
+        raise HTTPException(404, detail="no live scores yet: run `forecaster monitor`")
+    grouped: dict[tuple[str, str, str], dict[str, WindowScores]] = defaultdict(dict)
+    for row in snapshot.rows:
+        if version is not None and row.model_version != version:
+            continue
+        if ticker is not None and row.ticker != ticker:
+            continue
+        key = (row.model_name, row.model_version, row.ticker)
+        grouped[key][str(row.window)] = WindowScores(**row.figures)
+    if not grouped:
+        wanted = ", ".join(f"{k} {v}" for k, v in (("version", version), ("ticker", ticker)) if v)
+        raise HTTPException(404, detail=f"no live scores for {wanted}")
+    return Performance(
+        computed_at=snapshot.computed_at,
+        entries=[
+            PerformanceEntry(model_name=n, model_version=v, ticker=t, windows=w)
+            for (n, v, t), w in sorted(grouped.items())
+        ],
+    )
