@@ -68,18 +68,19 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         ) from exc
 
 
-def setup_tracking(config: ForecasterConfig) -> str:
-    """Point MLflow at the configured store and make sure the experiment exists; returns its id."""
+def setup_tracking(config: ForecasterConfig, experiment: str | None = None) -> str:
+    """Point MLflow at the configured store and make sure the experiment (default: the
+    configured one) exists; returns its id. Runs name it explicitly: no global experiment."""
     uri = resolve_tracking_uri(config)
     check_reachable(uri)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    name = config.tracking.experiment
+    name = experiment or config.tracking.experiment
     try:
-        experiment = mlflow.get_experiment_by_name(name)
-        if experiment is not None:
-            return str(experiment.experiment_id)
+        found = mlflow.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
         return str(
             mlflow.create_experiment(name, artifact_location=_default_artifact_root(config, uri))
         )

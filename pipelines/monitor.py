@@ -14,7 +14,7 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -30,12 +30,13 @@ from sqlalchemy.exc import IntegrityError
 
 from forecaster import scores
 from forecaster.config import ForecasterConfig, level_key
-from forecaster.errors import DataError
+from forecaster.errors import DataError, TrackingError
+from forecaster.forecasters.naive import MIN_RETURNS, empirical_quantiles
 from forecaster.predlog.migrate import upgrade
 from forecaster.predlog.schema import live_scores, outcomes, predictions
 from forecaster.schemas import CLOSE
 from forecaster.sources import clip_dates, make_source
-from forecaster.tracking import resolve_tracking_uri
+from forecaster.tracking import setup_tracking
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,10 @@ class Resolved:
     predicted_close: float
     actual_close: float
     quantiles: dict[float, float] | None  # level -> price; None if logged before 0002
+    # The empirical random walk's quantiles for the same day at the same levels (price): the
+    # baseline the live pinball is compared with. None where its history is not available.
+    naive_quantiles: dict[float, float] | None = None
+    as_of: date | None = None  # the last day of the history the forecast was made from
 
 
 def default_log_url(config: ForecasterConfig) -> str:
@@ -70,7 +75,7 @@ def window_scores(rows: Sequence[Resolved]) -> dict[str, Any]:
     """Scores of these resolved forecasts (pure: hand-made rows in, numbers out)."""
     n = len(rows)
     out: dict[str, Any] = {"resolved": n, "mae": None, "naive_mae": None, "pinball": None,
-                           "coverage": {}, "kupiec_pvalue": {}}  # fmt: skip
+                           "naive_pinball": None, "coverage": {}, "kupiec_pvalue": {}}  # fmt: skip
     if n == 0:
         return out
     actual = np.array([r.actual_close for r in rows])
@@ -89,6 +94,11 @@ def window_scores(rows: Sequence[Resolved]) -> dict[str, Any]:
         np.array([[(r.quantiles or {})[lv] for lv in levels] for r in with_q]) / last[:, None]
     )
     out["pinball"] = float(scores.pinball(q, y, levels).mean())
+    if all(r.naive_quantiles and all(lv in r.naive_quantiles for lv in levels) for r in with_q):
+        naive = np.array([[(r.naive_quantiles or {})[lv] for lv in levels] for r in with_q])
+        out["naive_pinball"] = float(
+            scores.pinball(np.log(naive / last[:, None]), y, levels).mean()
+        )
     for coverage in INTERVALS:
         try:
             lo, hi = scores.interval_columns(levels, coverage)
@@ -100,6 +110,33 @@ def window_scores(rows: Sequence[Resolved]) -> dict[str, Any]:
             scores.kupiec_pvalue(hits, coverage)
         )
     return out
+
+
+DRIFT_WINDOW = 60
+DRIFT_KUPIEC_ALPHA = 0.01
+
+
+def drift_reason(report: dict[str, Any]) -> str | None:
+    """Why a version's live record calls for a retrain, or None (pure). Judged on its last 60
+    resolved forecasts, and only once there are 60: the 80% interval failing Kupiec at 1%, or
+    a pinball loss above the naive random walk's on the same days."""
+    figures = report["windows"].get(str(DRIFT_WINDOW))
+    if figures is None or figures["resolved"] < DRIFT_WINDOW:
+        return None
+    version = f"v{report['model_version']}"
+    p = figures["kupiec_pvalue"].get("0.8")
+    if p is not None and p < DRIFT_KUPIEC_ALPHA:
+        return (
+            f"{version}'s 80% interval covered {100 * figures['coverage']['0.8']:.1f}% of the "
+            f"last {DRIFT_WINDOW} resolved forecasts (Kupiec p {p:.3g} < {DRIFT_KUPIEC_ALPHA})"
+        )
+    ours, naive = figures["pinball"], figures.get("naive_pinball")
+    if ours is not None and naive is not None and ours > naive:
+        return (
+            f"{version}'s live pinball {1e4 * ours:.2f} bp is worse than the naive random walk's "
+            f"{1e4 * naive:.2f} bp over the same last {DRIFT_WINDOW} resolved forecasts"
+        )
+    return None
 
 
 def _closes(config: ForecasterConfig, tickers: Sequence[str]) -> dict[str, pd.Series]:
@@ -115,7 +152,7 @@ def _closes(config: ForecasterConfig, tickers: Sequence[str]) -> dict[str, pd.Se
     return closes
 
 
-def resolve(engine: Engine, config: ForecasterConfig) -> int:
+def resolve(engine: Engine, closes: dict[str, pd.Series]) -> int:
     """Store the realised close of every logged forecast whose target day has one."""
     pending = (
         select(predictions.c.id, predictions.c.ticker, predictions.c.target_date)
@@ -126,7 +163,6 @@ def resolve(engine: Engine, config: ForecasterConfig) -> int:
         rows = conn.execute(pending).all()
     if not rows:
         return 0
-    closes = _closes(config, sorted({r.ticker for r in rows}))
     now = datetime.now(UTC)
     found = []
     for row in rows:
@@ -146,6 +182,20 @@ def resolve(engine: Engine, config: ForecasterConfig) -> int:
     return len(found)
 
 
+def naive_quantiles(
+    closes: pd.Series, as_of: date, levels: Sequence[float], window: int
+) -> dict[float, float] | None:
+    """The random walk's quantiles (price) as of a day, from the trailing `window` daily log
+    returns up to it, as the backtest's naive baseline computes them."""
+    past = closes.loc[: pd.Timestamp(as_of)].to_numpy()
+    trailing = np.diff(np.log(past))[-window:]
+    if len(trailing) < MIN_RETURNS:
+        return None
+    last = float(past[-1])
+    q = empirical_quantiles(trailing, levels)
+    return {float(lv): last * float(np.exp(v)) for lv, v in zip(levels, q, strict=True)}
+
+
 def load_resolved(engine: Engine) -> list[Resolved]:
     query = (
         select(predictions, outcomes.c.actual_close)
@@ -160,6 +210,7 @@ def load_resolved(engine: Engine) -> list[Resolved]:
             model_version=r.model_version,
             ticker=r.ticker,
             target_date=r.target_date,
+            as_of=r.as_of,
             last_close=r.last_close,
             predicted_close=r.predicted_close,
             actual_close=r.actual_close,
@@ -171,6 +222,27 @@ def load_resolved(engine: Engine) -> list[Resolved]:
         )
         for r in rows
     ]
+
+
+def with_naive(
+    rows: Sequence[Resolved], closes: dict[str, pd.Series], window: int
+) -> list[Resolved]:
+    """Each resolved forecast with the naive random walk's quantiles for its day."""
+    out = []
+    for row in rows:
+        series = closes.get(row.ticker)
+        if row.quantiles and series is not None:
+            as_of = row.as_of or calendar_as_of(series, row.target_date)
+            naive = naive_quantiles(series, as_of, sorted(row.quantiles), window) if as_of else None
+            row = replace(row, naive_quantiles=naive)
+        out.append(row)
+    return out
+
+
+def calendar_as_of(closes: pd.Series, target: date) -> date | None:
+    """The last trading day before the target day in the source's own calendar."""
+    before = closes.index[closes.index < pd.Timestamp(target)]
+    return before[-1].date() if len(before) else None
 
 
 def _windows(rows: Sequence[Resolved]) -> dict[str, dict[str, Any]]:
@@ -199,6 +271,7 @@ def version_reports(rows: Sequence[Resolved]) -> list[dict[str, Any]]:
                 "tickers": {t: _windows(r) for t, r in sorted(by_ticker.items())},
             }
         )
+        reports[-1]["drift_reason"] = drift_reason(reports[-1])
     return reports
 
 
@@ -223,6 +296,8 @@ def _store(engine: Engine, reports: Sequence[dict[str, Any]], now: datetime) -> 
                         "mae": figures["mae"],
                         "naive_mae": figures["naive_mae"],
                         "pinball": figures["pinball"],
+                        "naive_pinball": figures["naive_pinball"],
+                        "drift_reason": report["drift_reason"] if ticker == "*" else None,
                         "coverage": json.dumps(figures["coverage"]),
                         "kupiec_pvalue": json.dumps(figures["kupiec_pvalue"]),
                     }
@@ -235,7 +310,7 @@ def _store(engine: Engine, reports: Sequence[dict[str, Any]], now: datetime) -> 
 def _flat(report: dict[str, Any]) -> dict[str, float]:
     """MLflow metrics / version tags of one version's headline window."""
     out = {"resolved": float(report["resolved"])}
-    for key in ("mae", "naive_mae", "pinball"):
+    for key in ("mae", "naive_mae", "pinball", "naive_pinball"):
         if report[key] is not None:
             out[key] = float(report[key])
     for key in ("coverage", "kupiec_pvalue"):
@@ -249,9 +324,8 @@ def _track(config: ForecasterConfig, payload: dict[str, Any]) -> str | None:
     """One run per invocation in the monitoring experiment; the latest figures as tags on each
     model version. Best effort: the scores are already in the database."""
     try:
-        mlflow.set_tracking_uri(resolve_tracking_uri(config))
-        mlflow.set_experiment(f"{config.tracking.experiment}-monitoring")
-        with mlflow.start_run(run_name="monitor") as run:
+        experiment_id = setup_tracking(config, f"{config.tracking.experiment}-monitoring")
+        with mlflow.start_run(experiment_id=experiment_id, run_name="monitor") as run:
             mlflow.log_metrics({"resolved_total": payload["resolved_total"],
                                 "newly_resolved": payload["newly_resolved"]})  # fmt: skip
             for report in payload["versions"]:
@@ -271,8 +345,8 @@ def _track(config: ForecasterConfig, payload: dict[str, Any]) -> str | None:
                 logger.warning("no tags on %s v%s: %s", report["model_name"],
                                report["model_version"], exc.message)  # fmt: skip
         return run_id
-    except MlflowException as exc:
-        logger.warning("monitoring figures not tracked in MLflow: %s", exc.message)
+    except (MlflowException, TrackingError) as exc:
+        logger.warning("monitoring figures not tracked in MLflow: %s", exc)
         return None
 
 
@@ -283,8 +357,11 @@ def run_monitor(config: ForecasterConfig, log_url: str | None = None) -> dict[st
     engine = create_engine(url)
     try:
         upgrade(engine)
-        newly = resolve(engine, config)
-        rows = load_resolved(engine)
+        with engine.connect() as conn:
+            tickers = sorted(conn.execute(select(predictions.c.ticker).distinct()).scalars())
+        closes = _closes(config, tickers)
+        newly = resolve(engine, closes)
+        rows = with_naive(load_resolved(engine), closes, config.evaluation.naive_window)
         with engine.connect() as conn:
             logged = int(conn.execute(select(func.count()).select_from(predictions)).scalar_one())
         now = datetime.now(UTC)

@@ -358,6 +358,7 @@ class RunOptions:
     force: bool = False  # train and register even without new data
     replace_champion: bool = False  # replace a champion that cannot be scored
     until: str = "promote"
+    trigger: str = ""  # why this run started when it is not the schedule or a person
 
 
 def run_retrain(
@@ -367,6 +368,7 @@ def run_retrain(
     until: str = "promote",
     replace_champion: bool | None = None,
     name: str = "retrain",
+    trigger: str = "",
 ) -> RetrainResult:
     """Run the pipeline once under the lock; raises RetrainError (champion untouched) on failure.
 
@@ -376,7 +378,8 @@ def run_retrain(
     """
     if until not in STEPS:
         raise RetrainError(f"unknown step {until!r}; steps: {', '.join(STEPS)}")
-    options = RunOptions(force, force if replace_champion is None else replace_champion, until)
+    options = RunOptions(force, force if replace_champion is None else replace_champion, until,
+                         trigger)  # fmt: skip
     with exclusive_lock(config.data.data_dir / "retrain.lock"):
         experiment_id = setup_tracking(config)
         close_orphaned_runs(resolve_tracking_uri(config), experiment_id)
@@ -404,6 +407,8 @@ def _run_parent(
     with mlflow.start_run(experiment_id=experiment_id, run_name=name) as parent:
         run_id = parent.info.run_id
         mlflow.set_tags({"pipeline": name, "pipeline.force": str(options.force), **owner_tags()})
+        if options.trigger:
+            mlflow.set_tag("pipeline.trigger", options.trigger[:4000])
         log_config(config)
         runner = _Runner(options.until, experiment_id)
         try:

@@ -9,21 +9,29 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import mlflow
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
+from mlflow.exceptions import MlflowException
+from sqlalchemy.exc import SQLAlchemyError
 
 from forecaster.config import ForecasterConfig, ScheduleConfig
 from forecaster.errors import ForecasterError
+from forecaster.registry import CHAMPION, alias_version
+from forecaster.tracking import resolve_tracking_uri
+from pipelines.monitor import default_log_url, run_monitor
 from pipelines.retrain import RetrainResult, run_retrain
 
 logger = logging.getLogger(__name__)
@@ -44,12 +52,40 @@ def _event(kind: str, **fields: Any) -> None:
     logger.info("%s", json.dumps({"event": kind, **fields}, default=str))
 
 
-def retrain_job(config: ForecasterConfig, force: bool = False) -> RetrainResult | None:
-    """One scheduled cycle; failures are logged, never raised into the scheduler."""
-    start = time.perf_counter()
-    _event("retrain.start")
+def drift_check(config: ForecasterConfig) -> str | None:
+    """Run the monitor on the prediction log (when there is one) and say why the champion's
+    live record calls for a retrain, or None. A monitor failure never stops the retrain."""
+    url = os.environ.get("FORECASTER_PREDICTION_LOG_URL") or default_log_url(config)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None  # nothing served yet
     try:
-        result = run_retrain(config, force=force)
+        payload = run_monitor(config, url)
+        mlflow.set_tracking_uri(resolve_tracking_uri(config))
+        champion = alias_version(config.tracking.model_name, CHAMPION)
+    except (ForecasterError, SQLAlchemyError, MlflowException) as exc:
+        _event("monitor.failed", error=str(exc).splitlines()[0] if str(exc) else repr(exc))
+        return None
+    _event("monitor.finish", resolved_total=payload["resolved_total"],
+           newly_resolved=payload["newly_resolved"], champion=champion)  # fmt: skip
+    for report in payload["versions"]:
+        if report["model_version"] == champion and report["drift_reason"]:
+            return str(report["drift_reason"])
+    return None
+
+
+def retrain_job(config: ForecasterConfig, force: bool = False) -> RetrainResult | None:
+    """One scheduled cycle: the monitor first, then the retrain, forced when the champion's
+    live record has drifted (and saying so). Failures are logged, never raised."""
+    start = time.perf_counter()
+    drift = drift_check(config)
+    trigger = ""
+    if drift is not None:
+        trigger = f"drift: {drift}"
+        _event("retrain.drift", reason=drift)
+        force = True
+    _event("retrain.start", trigger=trigger or "schedule")
+    try:
+        result = run_retrain(config, force=force, trigger=trigger)
     except ForecasterError as exc:
         _event("retrain.failed", error=str(exc), seconds=round(time.perf_counter() - start, 2))
         return None

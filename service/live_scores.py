@@ -33,6 +33,7 @@ class ScoreRow:
     ticker: str
     window: int
     figures: dict[str, Any]
+    drift_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,10 @@ class LiveScores:
             ScoreRow(
                 r.model_name, r.model_version, r.ticker, r.window,
                 {"resolved": r.resolved, "mae": r.mae, "naive_mae": r.naive_mae,
-                 "pinball": r.pinball, "coverage": json.loads(r.coverage or "{}"),
+                 "pinball": r.pinball, "naive_pinball": r.naive_pinball,
+                 "coverage": json.loads(r.coverage or "{}"),
                  "kupiec_pvalue": json.loads(r.kupiec_pvalue or "{}")},
+                r.drift_reason,
             )
             for r in rows
         )  # fmt: skip

@@ -137,6 +137,9 @@ class WindowScores(BaseModel):
     mae: float | None = Field(description="MAE of the served median, price units")
     naive_mae: float | None = Field(description="MAE of naive persistence on the same days")
     pinball: float | None = Field(description="mean pinball loss, log-return units")
+    naive_pinball: float | None = Field(
+        description="the naive random walk's mean pinball loss on the same days"
+    )
     coverage: dict[str, float] = Field(description="interval level -> share of closes inside")
     kupiec_pvalue: dict[str, float | None] = Field(description="interval level -> Kupiec p")
 
@@ -146,6 +149,9 @@ class PerformanceEntry(BaseModel):
     model_version: str
     ticker: str = Field(description='"*" for every ticker the version served')
     windows: dict[str, WindowScores] = Field(description="last N resolved forecasts -> scores")
+    drift_reason: str | None = Field(
+        None, description="why this version's live record calls for a retrain; null: it does not"
+    )
 
 
 class Performance(BaseModel):

@@ -15,6 +15,13 @@ from forecaster.windows import Windows
 MIN_RETURNS = 20
 
 
+def empirical_quantiles(trailing: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+    """Log-return quantiles of the random walk from trailing returns: their empirical
+    quantiles shifted to a zero median. Shared by the backtest and the live monitor."""
+    out: np.ndarray = np.quantile(trailing, levels) - np.median(trailing)
+    return out
+
+
 class NaiveEmpiricalForecaster(QuantileForecaster):
     """Quantiles of the last `window` daily log returns up to the as-of day, shifted so the
     median is zero: tomorrow's close is today's (naive persistence) with history's spread.
@@ -51,7 +58,6 @@ class NaiveEmpiricalForecaster(QuantileForecaster):
                         f"naive {ticker}: only {len(trailing)} returns before "
                         f"{returns.index[end].date()}, need {MIN_RETURNS}"
                     )
-                rows[i] = np.quantile(trailing, self.levels)
-                rows[i] -= np.median(trailing)
+                rows[i] = empirical_quantiles(trailing, self.levels)
             out[mask] = rows
         return out

@@ -70,4 +70,8 @@ live_scores = Table(
     Column("pinball", Float, nullable=True),
     Column("coverage", Text, nullable=True),  # JSON: interval level -> share inside
     Column("kupiec_pvalue", Text, nullable=True),  # JSON: interval level -> p
+    # Since revision 0004: the naive random walk's pinball on the same days, and why the
+    # version's live record calls for a retrain (None: it does not).
+    Column("naive_pinball", Float, nullable=True),
+    Column("drift_reason", Text, nullable=True),
 )

@@ -34,6 +34,7 @@ async def performance(
     if snapshot.computed_at is None:
         raise HTTPException(404, detail="no live scores yet: run `forecaster monitor`")
     grouped: dict[tuple[str, str, str], dict[str, WindowScores]] = defaultdict(dict)
+    drift: dict[tuple[str, str, str], str | None] = {}
     for row in snapshot.rows:
         if version is not None and row.model_version != version:
             continue
@@ -41,13 +42,20 @@ async def performance(
             continue
         key = (row.model_name, row.model_version, row.ticker)
         grouped[key][str(row.window)] = WindowScores(**row.figures)
+        drift[key] = drift.get(key) or row.drift_reason
     if not grouped:
         wanted = ", ".join(f"{k} {v}" for k, v in (("version", version), ("ticker", ticker)) if v)
         raise HTTPException(404, detail=f"no live scores for {wanted}")
     return Performance(
         computed_at=snapshot.computed_at,
         entries=[
-            PerformanceEntry(model_name=n, model_version=v, ticker=t, windows=w)
+            PerformanceEntry(
+                model_name=n,
+                model_version=v,
+                ticker=t,
+                windows=w,
+                drift_reason=drift.get((n, v, t)),
+            )
             for (n, v, t), w in sorted(grouped.items())
         ],
     )

@@ -317,3 +317,59 @@ def test_runs_of_a_killed_pipeline_are_marked_killed_by_the_next(tiny: Forecaste
     experiment = client.get_experiment_by_name("forecaster")
     assert experiment is not None
     assert not client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
+
+
+def test_a_drifted_champion_is_retrained_without_new_data_and_the_run_says_why(
+    trained_once: tuple[ForecasterConfig, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """60 resolved forecasts of the champion whose 80% band almost never held the close: the
+    scheduled cycle retrains although no trading day is new, and records the reason."""
+    import json as jsonlib
+    from datetime import UTC, datetime
+
+    from sqlalchemy import create_engine, insert
+
+    from forecaster.calendar import TradingCalendar
+    from forecaster.predlog.migrate import upgrade
+    from forecaster.predlog.schema import predictions
+    from forecaster.sources import SampleSource
+    from pipelines.monitor import default_log_url
+    from pipelines.schedule import retrain_job
+
+    config, champion = trained_once
+    assert run_retrain(config).status == "skipped"  # no new data: nothing would run
+    closes = SampleSource().load("^GSPC")["close"].loc["2018-09-01":"2018-12-28"]
+    calendar = TradingCalendar()
+    rows = []
+    for day, last in list(closes.items())[-61:-1]:  # 60 as-of days whose next session is known
+        tight = {
+            "0.05": last * 0.9998,
+            "0.1": last * 0.9999,
+            "0.25": last * 0.99995,
+            "0.5": last,
+            "0.75": last * 1.00005,
+            "0.9": last * 1.0001,
+            "0.95": last * 1.0002,
+        }
+        rows.append({"created_at": datetime.now(UTC), "request_id": f"d{day.date()}",
+                     "ticker": "^GSPC", "as_of": day.date(),
+                     "target_date": calendar.next_session(day.date()), "model_name": "stock-lstm",
+                     "model_version": champion, "predicted_close": last, "predicted_return": 0.0,
+                     "lower": tight["0.1"], "upper": tight["0.9"], "interval_level": 0.8,
+                     "last_close": last, "history_source": "client",
+                     "quantiles": jsonlib.dumps(tight), "volatility": 1e-4})  # fmt: skip
+    engine = create_engine(default_log_url(config))
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(predictions), rows)
+    engine.dispose()
+
+    gate_says(monkeypatch, False)
+    result = retrain_job(config)
+    assert result is not None
+    assert result.status == "kept"  # trained, scored and registered; the gate kept the champion
+    assert result.model_version == str(int(champion) + 1)
+    client = MlflowClient(config.tracking.tracking_uri)
+    trigger = client.get_run(str(result.run_id)).data.tags["pipeline.trigger"]
+    assert trigger.startswith(f"drift: v{champion}'s 80% interval covered ")
+    assert "of the last 60 resolved forecasts (Kupiec p" in trigger

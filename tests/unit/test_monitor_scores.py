@@ -46,3 +46,64 @@ def test_forecasts_logged_without_quantiles_still_get_point_scores() -> None:
     assert out["pinball"] is None
     assert out["coverage"] == {}
     assert window_scores([])["mae"] is None
+
+
+def report(resolved: int, coverage: float, p: float | None, ours: float, naive: float) -> dict:  # type: ignore[type-arg]
+    window = {"resolved": resolved, "coverage": {"0.8": coverage}, "kupiec_pvalue": {"0.8": p},
+              "pinball": ours, "naive_pinball": naive}  # fmt: skip
+    return {"model_version": "4", "windows": {"60": window}}
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        (report(59, 0.60, 1e-6, 2e-3, 1e-3), None),  # not 60 resolved yet: no verdict
+        (report(60, 0.80, 0.9, 1e-3, 2e-3), None),  # calibrated, better than naive
+        (
+            report(60, 0.65, 0.002, 1e-3, 2e-3),
+            "v4's 80% interval covered 65.0% of the last 60 "
+            "resolved forecasts (Kupiec p 0.002 < 0.01)",
+        ),
+        (
+            report(60, 0.80, 0.9, 2.5e-3, 2e-3),
+            "v4's live pinball 25.00 bp is worse than the naive "
+            "random walk's 20.00 bp over the same last 60 "
+            "resolved forecasts",
+        ),
+        (report(60, 0.80, None, 2e-3, 2e-3), None),  # equal is not worse
+    ],
+)
+def test_drift_rule(case: dict, expected: str | None) -> None:  # type: ignore[type-arg]
+    from pipelines.monitor import drift_reason
+
+    assert drift_reason(case) == expected
+
+
+def test_naive_pinball_is_scored_on_the_same_days() -> None:
+    band = {0.1: 95.0, 0.5: 100.0, 0.9: 105.0}
+    wide = {0.1: 90.0, 0.5: 100.0, 0.9: 110.0}
+    rows = [Resolved("m", "1", "T", date(2024, 1, 2), 100.0, 100.0, a, band, wide)
+            for a in (101.0, 104.0, 106.0, 97.0)]  # fmt: skip
+    out = window_scores(rows)
+    y = np.log(np.array([101.0, 104.0, 106.0, 97.0]) / 100.0)
+    q = np.log(np.array([90.0, 100.0, 110.0]) / 100.0)
+    tau = np.array([0.1, 0.5, 0.9])
+    diff = y[:, None] - q[None, :]
+    assert out["naive_pinball"] == pytest.approx(np.maximum(tau * diff, (tau - 1) * diff).mean())
+    # One day without the baseline: no naive figure rather than one on different days.
+    partial = [*rows[:3], Resolved("m", "1", "T", date(2024, 1, 2), 100.0, 100.0, 97.0, band)]
+    assert window_scores(partial)["naive_pinball"] is None
+
+
+def test_naive_quantiles_match_the_backtest_baseline(sample_frame) -> None:  # type: ignore[no-untyped-def]
+    from forecaster.forecasters.naive import empirical_quantiles
+    from pipelines.monitor import naive_quantiles
+
+    closes = sample_frame["close"]
+    levels = [0.05, 0.5, 0.95]
+    got = naive_quantiles(closes, date(2018, 6, 29), levels, 250)
+    past = closes.loc[:"2018-06-29"].to_numpy()
+    q = empirical_quantiles(np.diff(np.log(past))[-250:], levels)
+    assert got == pytest.approx({lv: past[-1] * np.exp(v) for lv, v in zip(levels, q, strict=True)})
+    assert got[0.5] == pytest.approx(past[-1])  # zero median: persistence
+    assert naive_quantiles(closes.iloc[:10], date(1999, 1, 15), levels, 250) is None
