@@ -3,6 +3,7 @@ it runs is a real `forecaster` subcommand, and that it commits no secrets."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -26,8 +27,9 @@ def compose() -> dict[str, Any]:
 
 def test_services_dependencies_and_volumes(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"postgres", "mlflow", "mlflow-ui", "trainer", "scheduler", "api"}
-    for name in ("postgres", "mlflow", "mlflow-ui", "scheduler", "api"):  # the long-running ones
+    assert set(services) == {"postgres", "mlflow", "mlflow-ui", "trainer", "scheduler", "api",
+                             "prometheus", "grafana"}  # fmt: skip
+    for name in ("postgres", "mlflow", "mlflow-ui", "scheduler", "api", "prometheus", "grafana"):
         assert "test" in services[name]["healthcheck"], name
     for name, service in services.items():
         for dependency, spec in service.get("depends_on", {}).items():
@@ -35,6 +37,9 @@ def test_services_dependencies_and_volumes(compose: dict[str, Any]) -> None:
             assert spec["condition"] in CONDITIONS
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
+            if source.startswith("./"):  # a file of this repository, mounted read-only
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+                continue
             assert source in compose["volumes"], f"{name} mounts undeclared volume {source}"
     assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["api"]["depends_on"]["mlflow"]["condition"] == "service_healthy"
@@ -67,7 +72,7 @@ def test_no_secrets_committed_and_every_variable_documented(compose: dict[str, A
     documented = set(re.findall(r"^([A-Z_]+)=", example, re.M))
     assert variables <= documented, variables - documented
     for secret in ("POSTGRES_PASSWORD", "FORECASTER_API_KEY", "MLFLOW_AUTH_ADMIN_PASSWORD",
-                   "MLFLOW_FLASK_SERVER_SECRET_KEY"):  # fmt: skip
+                   "MLFLOW_FLASK_SERVER_SECRET_KEY", "GRAFANA_ADMIN_PASSWORD"):  # fmt: skip
         assert re.search(rf"^{secret}=$", example, re.M), f"{secret} has a value in .env.example"
         assert re.findall(rf"\$\{{{secret}(:[?-][^}}]*)?\}}", text)
         assert not re.search(rf"\$\{{{secret}:-", text), f"{secret} has a default"
@@ -78,7 +83,9 @@ def test_only_authenticated_mlflow_is_published(compose: dict[str, Any]) -> None
     MLflow server with a published port runs MLflow's basic-auth app."""
     services = compose["services"]
     assert "ports" not in services["mlflow"]
-    published = [n for n, s in services.items() if s.get("ports") and "mlflow" in s["command"]]
+    published = [
+        n for n, s in services.items() if s.get("ports") and "mlflow" in s.get("command", [])
+    ]
     assert published == ["mlflow-ui"]
     for name in published:
         command = services[name]["command"]
@@ -108,3 +115,27 @@ def test_docker_compose_config_accepts_the_file() -> None:
         env={"POSTGRES_PASSWORD": "x", "FORECASTER_API_KEY": "y", "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_prometheus_scrapes_the_api_and_grafana_shows_the_live_gauges(
+    compose: dict[str, Any],
+) -> None:
+    """The monitoring profile's configs point at what the service really exports."""
+    scrape = yaml.safe_load((ROOT / "configs" / "prometheus.yml").read_text())
+    targets = scrape["scrape_configs"][0]["static_configs"][0]["targets"]
+    api_port = compose["services"]["api"]["command"][-1]
+    assert targets == [f"api:{api_port}"]
+    assert scrape["scrape_configs"][0]["metrics_path"] == "/metrics"
+    dashboard = json.loads(
+        (ROOT / "configs" / "grafana" / "dashboards" / "forecaster.json").read_text()
+    )
+    queries = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    from service.live_scores import LiveGauges, LiveScores
+    from service.metrics import ServiceMetrics
+
+    names = {m.name for m in ServiceMetrics().registry.collect()}
+    names |= {m.name for m in LiveGauges(LiveScores("sqlite://")).collect()}
+    used = set(re.findall(r"forecaster_[a-z_]+", queries))
+    exported = {n for n in names} | {f"{n}_total" for n in names} | {f"{n}_bucket" for n in names}
+    assert used <= exported, used - exported
+    assert {"forecaster_live_coverage", "forecaster_live_pinball"} <= used
