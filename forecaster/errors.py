@@ -55,3 +55,7 @@ class LockHeldError(ForecasterError):
 
 class RetrainError(ForecasterError):
     """A pipeline step failed; the champion was left as it was."""
+
+
+class PredictionLogError(ForecasterError):
+    """The prediction log's database cannot be opened, read or migrated."""

@@ -24,15 +24,15 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from forecaster import scores
 from forecaster.config import ForecasterConfig, level_key
-from forecaster.errors import DataError, TrackingError
+from forecaster.errors import DataError, PredictionLogError, TrackingError
 from forecaster.forecasters.naive import MIN_RETURNS, empirical_quantiles
-from forecaster.predlog.migrate import upgrade
+from forecaster.predlog.migrate import open_log, where
 from forecaster.predlog.schema import live_scores, outcomes, predictions
 from forecaster.schemas import CLOSE
 from forecaster.sources import clip_dates, make_source
@@ -354,9 +354,8 @@ def run_monitor(config: ForecasterConfig, log_url: str | None = None) -> dict[st
     url = log_url or default_log_url(config)
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         raise DataError(f"no prediction log at {url}: serve forecasts first, or pass --log-url")
-    engine = create_engine(url)
+    engine = open_log(url)
     try:
-        upgrade(engine)
         with engine.connect() as conn:
             tickers = sorted(conn.execute(select(predictions.c.ticker).distinct()).scalars())
         closes = _closes(config, tickers)
@@ -367,6 +366,9 @@ def run_monitor(config: ForecasterConfig, log_url: str | None = None) -> dict[st
         now = datetime.now(UTC)
         reports = version_reports(rows)
         _store(engine, reports, now)
+    except SQLAlchemyError as exc:  # the database went away or refused a statement mid-run
+        first = str(exc).strip().splitlines()[0]
+        raise PredictionLogError(f"prediction log {where(url)}: {first}") from exc
     finally:
         engine.dispose()
     payload: dict[str, Any] = {

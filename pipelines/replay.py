@@ -19,12 +19,13 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from sqlalchemy import create_engine, insert
+from sqlalchemy import insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from forecaster.calendar import TradingCalendar
 from forecaster.config import ForecasterConfig, level_key
-from forecaster.errors import DataError, TrackingError
-from forecaster.predlog.migrate import upgrade
+from forecaster.errors import DataError, PredictionLogError, TrackingError
+from forecaster.predlog.migrate import open_log, where
 from forecaster.predlog.schema import predictions
 from forecaster.registry import CHAMPION, model_history_input
 from forecaster.sources import load_frames
@@ -113,11 +114,13 @@ def run_replay(
     url = log_url or default_log_url(config)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
+    engine = open_log(url)
     try:
-        upgrade(engine)
         with engine.begin() as conn:  # all or nothing: no half-replayed range
             conn.execute(insert(predictions), records)
+    except SQLAlchemyError as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise PredictionLogError(f"prediction log {where(url)}: {reason}") from exc
     finally:
         engine.dispose()
     logger.info("replayed %d forecast(s) of %s v%s into %s", len(records), name, version, url)

@@ -14,9 +14,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from alembic.util.exc import CommandError
+from sqlalchemy import create_engine, inspect, make_url
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
+
+from forecaster.errors import PredictionLogError
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +46,48 @@ def current(engine: Engine) -> str | None:
         return context.get_current_revision()
 
 
+def where(url: str) -> str:
+    """The log's URL for messages, without its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def open_log(url: str) -> Engine:
+    """An engine on the prediction log, migrated to head; one-line PredictionLogError if the
+    URL, the database or its schema cannot be used."""
+    try:
+        engine = create_engine(url)
+    except (ArgumentError, ImportError) as exc:
+        raise PredictionLogError(
+            f"prediction log {where(url)}: not a usable SQLAlchemy URL ({exc})"
+        ) from exc
+    try:
+        upgrade(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
 def upgrade(engine: Engine, attempts: int = 3) -> str:
     """Migrate to head; returns the revision. Several workers starting at once race: the loser
-    of a DDL race retries and finds the work done."""
+    of a DDL race retries and finds the work done. Raises PredictionLogError, one line."""
+    url = engine.url.render_as_string(hide_password=True)
+    try:
+        return _upgrade(engine, attempts)
+    except CommandError as exc:  # e.g. a log migrated by a newer forecaster
+        raise PredictionLogError(
+            f"prediction log {url}: {exc}; it was migrated by another version of forecaster "
+            f"(this one knows up to revision {head()})"
+        ) from exc
+    except SQLAlchemyError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PredictionLogError(f"prediction log {url}: {first}") from exc
+
+
+def _upgrade(engine: Engine, attempts: int) -> str:
     for attempt in range(1, attempts + 1):
         try:
             with engine.begin() as conn:
@@ -60,7 +102,8 @@ def upgrade(engine: Engine, attempts: int = 3) -> str:
         except (OperationalError, ProgrammingError) as exc:
             if attempt == attempts:
                 raise
-            logger.warning("prediction log migration raced another process (%s); retrying",
+            # Most often the loser of a DDL race between workers starting at once.
+            logger.warning("prediction log migration failed (%s); retrying",
                            str(exc).splitlines()[0])  # fmt: skip
             time.sleep(0.2 * attempt)
     return current(engine) or ""

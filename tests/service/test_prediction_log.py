@@ -185,3 +185,28 @@ def test_migrating_twice_or_from_nothing_ends_at_the_same_schema(tmp_path: Path)
     assert "ix_predictions_target_date" in shape(fresh)[1]
     fresh.dispose()
     migrated.dispose()
+
+
+def test_a_log_from_a_newer_forecaster_is_refused_in_one_line_and_never_stops_the_service(
+    tmp_path: Path,
+) -> None:
+    import pytest
+    from sqlalchemy import create_engine, text
+
+    from forecaster.errors import PredictionLogError
+    from forecaster.predlog.migrate import VERSION_TABLE, head, upgrade
+
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    engine = create_engine(url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '0099'"))
+    with pytest.raises(PredictionLogError, match=rf"Can't locate revision identified by '0099'; "
+                       rf".*knows up to revision {head()}"):  # fmt: skip
+        upgrade(engine)
+    engine.dispose()
+    log = PredictionLog(url)
+    log.start()  # logs the reason; the service runs on without logging predictions
+    log.record(ROW)
+    log.close()
+    assert read_log(url) == []
