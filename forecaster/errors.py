@@ -59,3 +59,7 @@ class RetrainError(ForecasterError):
 
 class PredictionLogError(ForecasterError):
     """The prediction log's database cannot be opened, read or migrated."""
+
+
+class ServiceRequestError(ForecasterError):
+    """A running forecaster service could not be reached or refused a request."""

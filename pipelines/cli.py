@@ -159,8 +159,11 @@ def cmd_replay(args: argparse.Namespace, config: ForecasterConfig) -> int:
 
     if args.start is None or args.end is None:
         raise ConfigError("replay needs --start and --end: the as-of days to forecast")
-    log_url = args.log_url or os.environ.get("FORECASTER_PREDICTION_LOG_URL") or None
-    payload = run_replay(config, args.start, args.end, args.model_uri, log_url)
+    if args.url is not None:  # the service writes its own log
+        payload = run_replay(config, args.start, args.end, args.model_uri, args.log_url, args.url)
+    else:
+        log_url = args.log_url or os.environ.get("FORECASTER_PREDICTION_LOG_URL") or None
+        payload = run_replay(config, args.start, args.end, args.model_uri, log_url)
     _emit(args, payload, replay_text(payload))
     return 0
 
@@ -375,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="default: models:/<tracking.model_name>@champion")  # fmt: skip
     replay.add_argument("--log-url", metavar="URL",
                         help="prediction log (as for monitor)")  # fmt: skip
+    replay.add_argument(
+        "--url",
+        metavar="URL",
+        help="ask a running service (e.g. http://127.0.0.1:8000) instead of loading the model; "
+        "the service logs the forecasts in its own prediction log",
+    )
     replay.set_defaults(handler=cmd_replay)
 
     predict = sub.add_parser("predict", help="next-day forecast from a registered model")

@@ -103,6 +103,9 @@ class ModelInfo(BaseModel):
     training_data_range: str | None
     test_range: str | None
     lookback: int
+    min_history: int = Field(
+        description="the fewest consecutive trading days a client's `history` may hold"
+    )
     interval_level: float
     test_metrics: dict[str, float] = Field(
         description="the version's test scores: MAE vs naive persistence, pinball vs naive "

@@ -37,6 +37,7 @@ async def model_info(model: Model) -> ModelInfo:
         training_data_range=model.tags.get("data_range"),
         test_range=model.tags.get("test_range"),
         lookback=bundle.lookback,
+        min_history=bundle.min_history,
         interval_level=bundle.interval_level,
         test_metrics=_reported(model.tags),
     )

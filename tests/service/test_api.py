@@ -51,6 +51,12 @@ def test_model_info(client: TestClient, registry: Registry) -> None:
     assert info["run_id"] == registry.version_run_id
     assert info["training_data_range"] == "2014-01-02..2018-12-31"
     assert info["lookback"] == 10
+    # min_history is the contract for client history: that many rows work, one fewer does not.
+    needed = info["min_history"]
+    body = {"ticker": "^GSPC", "history": history_rows(needed)}
+    assert client.post("/v1/predictions", json=body).status_code == 200
+    body["history"] = history_rows(needed - 1)
+    assert client.post("/v1/predictions", json=body).status_code == 422
     metrics = info["test_metrics"]
     evaluation = registry.result.evaluation
     assert evaluation is not None

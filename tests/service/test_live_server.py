@@ -19,6 +19,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from pipelines.cli import main
+from service.prediction_log import read_log
 from tests.conftest import free_port
 from tests.service.conftest import API_KEY, Registry
 
@@ -120,6 +122,60 @@ def test_live_server_switches_to_a_promoted_version_without_failing_a_request(
         registry.promote(original)
     assert failures == []
     assert {original, new} <= versions
+
+
+def test_replay_through_a_running_service_logs_what_in_process_replay_logs(
+    live: LiveServer, registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`replay --url`: one request per day with history up to it; the service logs them, and
+    each logged forecast equals the in-process replay of the same version and day."""
+    original = registry.result.model_version
+    deadline = time.monotonic() + 30  # the switch test above promoted the original back
+    while httpx.get(f"{live.url}/readyz", timeout=5).json()["version"] != original:
+        assert time.monotonic() < deadline, "service never went back to the original version"
+        time.sleep(0.2)
+    common = ["--start", "2018-12-03", "--end", "2018-12-14", "--ticker", "^GSPC",
+              "--data-dir", str(registry.data_dir),
+              "--set", f"tracking.tracking_uri={registry.tracking_uri}", "--json"]  # fmt: skip
+    assert main(["-q", "replay", "--url", live.url, *common]) == 0
+    via_service = json.loads(capsys.readouterr().out)
+    assert via_service["logged"] == 9  # ten weekdays; markets closed on 2018-12-05
+    assert via_service["versions"] == {original: 9}
+
+    own = f"sqlite:///{tmp_path / 'in-process.db'}"
+    assert main(["-q", "replay", "--log-url", own, "--model-uri",
+                 f"models:/stock-lstm/{original}", *common]) == 0  # fmt: skip
+    capsys.readouterr()
+    expected = {r["as_of"]: r for r in read_log(own)}
+    served_log = f"sqlite:///{live.log.parent / 'predictions.db'}"
+    deadline = time.monotonic() + 30  # the service's writer runs in the background
+    while True:
+        logged = {r["as_of"]: r for r in read_log(served_log)
+                  if r["history_source"] == "request" and r["as_of"] in expected}  # fmt: skip
+        if len(logged) == len(expected) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert sorted(logged) == sorted(expected)
+    for day, row in logged.items():
+        assert row["model_version"] == original
+        assert row["target_date"] == expected[day]["target_date"]
+        # float32 forward passes: one window at a time vs all days in one batch.
+        for level, price in expected[day]["quantiles"].items():
+            assert row["quantiles"][level] == pytest.approx(price, rel=1e-7), (day, level)
+
+
+def test_replay_against_no_service_is_one_line(
+    registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    args = ["-q", "replay", "--url", url, "--start", "2018-12-03", "--end", "2018-12-14",
+            "--data-dir", str(registry.data_dir)]  # fmt: skip
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"forecaster: error: cannot reach the service at {url} (")
+    assert "\n" not in err
+    assert main([*args, "--log-url", "sqlite:///x.db"]) == 1
+    assert "drop --model-uri and --log-url" in capsys.readouterr().err
 
 
 def test_openapi_schema_fuzz_gives_no_server_errors(server: str) -> None:
