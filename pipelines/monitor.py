@@ -405,7 +405,8 @@ def monitor_text(payload: dict[str, Any]) -> str:
         lines.append(
             f"{r['model_name']} v{r['model_version']}: last {min(r['resolved'], HEADLINE)} of "
             f"{r['resolved']} resolved: MAE {num(r['mae'])} vs naive {num(r['naive_mae'])}, "
-            f"pinball {num(r['pinball'], 1e4, '.3f')} bp"
+            f"pinball {num(r['pinball'], 1e4, '.3f')} bp vs naive "
+            f"{num(r.get('naive_pinball'), 1e4, '.3f')} bp"
             + (f"; coverage {coverage}" if coverage else "")
         )
     return "\n".join(lines)
