@@ -19,7 +19,7 @@ import time
 import warnings
 from dataclasses import dataclass
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
 
 from forecaster.config import ForecasterConfig
@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
 
     config = ForecasterConfig()

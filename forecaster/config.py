@@ -9,7 +9,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -258,6 +258,103 @@ class ScheduleConfig(FrozenModel):
         return self
 
 
+class IntRange(FrozenModel):
+    kind: Literal["int"]
+    low: int
+    high: int
+    step: int = Field(1, ge=1)
+    log: bool = False
+
+
+class FloatRange(FrozenModel):
+    kind: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+
+
+# A choice may be a list (a feature set): Optuna stores such choices by their YAML text.
+ChoiceValue = int | float | str | bool | None | tuple[str, ...]
+
+
+class Choice(FrozenModel):
+    kind: Literal["choice"]
+    choices: tuple[ChoiceValue, ...] = Field(min_length=1)
+
+
+SearchParam = Annotated[IntRange | FloatRange | Choice, Field(discriminator="kind")]
+
+# What a search may change: the model and how it is trained, never the data or the test days.
+TUNABLE_SECTIONS = ("features", "windows", "scaling", "model", "training")
+
+
+class PrunerConfig(FrozenModel):
+    """Optuna's median pruner on the first fold's per-epoch validation loss."""
+
+    startup_trials: int = Field(4, ge=0, description="trials that are never pruned")
+    warmup_epochs: int = Field(3, ge=0, description="epochs of each trial that are never pruned")
+
+
+_DEFAULT_SPACE: dict[str, IntRange | FloatRange | Choice] = {
+    "windows.lookback": IntRange(kind="int", low=20, high=60, step=10),
+    "model.hidden_size": Choice(kind="choice", choices=(16, 32, 64)),
+    "model.num_layers": IntRange(kind="int", low=1, high=2),
+    "model.dropout": FloatRange(kind="float", low=0.0, high=0.3),
+    "training.learning_rate": FloatRange(kind="float", low=3e-4, high=3e-3, log=True),
+    "training.batch_size": Choice(kind="choice", choices=(32, 64, 128)),
+    "features.names": Choice(
+        kind="choice",
+        choices=(
+            ALL_FEATURES,
+            ("log_return", "overnight_gap", "intraday_range", "volatility"),
+            ("log_return", "volatility", "gk_volatility"),
+        ),
+    ),
+}
+
+
+class TuningConfig(FrozenModel):
+    """`forecaster tune`: an Optuna study over `space` (dotted config keys -> ranges).
+
+    The objective is the mean validation pinball loss over walk-forward folds cut from the
+    dates before the test period, which the search never sees.
+    """
+
+    study: str = Field("stock-lstm", min_length=1, description="Optuna study name")
+    storage: str | None = Field(
+        None,
+        description="Optuna storage URL; null: sqlite:///<data_dir>/optuna.db; a PostgreSQL URL "
+        "lets tune processes on any machine share the study",
+    )
+    folds: int = Field(3, ge=1, description="walk-forward folds before the test period")
+    fold_fraction: float = Field(
+        0.2, gt=0, lt=0.8, description="share of the pre-test dates scored, over all folds"
+    )
+    ensemble_size: int = Field(
+        1, ge=1, description="networks per trial (the best config keeps model.ensemble_size)"
+    )
+    seed: int | None = Field(None, description="sampler seed; null: a different search each run")
+    pruner: PrunerConfig = PrunerConfig()
+    space: dict[str, SearchParam] = Field(
+        default_factory=lambda: _DEFAULT_SPACE.copy(),
+        description="dotted config key -> int range, float range or choice",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        for key, param in self.space.items():
+            if key.split(".")[0] not in TUNABLE_SECTIONS or "." not in key:
+                raise ValueError(
+                    f"space key {key!r}: a search may change {', '.join(TUNABLE_SECTIONS)} "
+                    "keys (e.g. model.hidden_size), never the data, split or tracking"
+                )
+            if not isinstance(param, Choice) and param.low > param.high:
+                raise ValueError(f"space key {key!r}: low {param.low} is above high {param.high}")
+            if isinstance(param, (IntRange, FloatRange)) and param.log and param.low <= 0:
+                raise ValueError(f"space key {key!r}: a log range needs low > 0")
+        return self
+
+
 class ForecasterConfig(FrozenModel):
     data: DataConfig = DataConfig()
     features: FeatureConfig = FeatureConfig()
@@ -269,6 +366,7 @@ class ForecasterConfig(FrozenModel):
     evaluation: EvaluationConfig = EvaluationConfig()
     tracking: TrackingConfig = TrackingConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    tuning: TuningConfig = TuningConfig()
 
     @model_validator(mode="after")
     def _vol_feature(self) -> Self:
@@ -357,3 +455,17 @@ def load_config(
 
 def config_to_yaml(config: BaseModel) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def with_values(
+    config: ForecasterConfig, values: Mapping[str, Any], where: str
+) -> ForecasterConfig:
+    """`config` with dotted keys set to typed values (a tuning trial's parameters), validated
+    as a whole: a combination the model cannot take is a ConfigError naming `where`."""
+    tree = config.model_dump(mode="json")
+    for key, value in values.items():
+        _set_dotted(tree, key, list(value) if isinstance(value, tuple) else value)
+    try:
+        return ForecasterConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, where)) from exc

@@ -63,3 +63,7 @@ class PredictionLogError(ForecasterError):
 
 class ServiceRequestError(ForecasterError):
     """A running forecaster service could not be reached or refused a request."""
+
+
+class TuningError(ForecasterError):
+    """A tuning study could not be opened, joined or finished with a usable trial."""

@@ -9,12 +9,13 @@ import logging
 import math
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import lightning.pytorch as pl
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch import nn
 from tqdm import tqdm
 
@@ -135,10 +136,17 @@ def build_network(
 
 
 def train_network(
-    train: Windows, val: Windows, config: ForecasterConfig, scaler: FeatureScaler
+    train: Windows,
+    val: Windows,
+    config: ForecasterConfig,
+    scaler: FeatureScaler,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainedModel:
     """Fit `model.ensemble_size` networks (seeds training.seed, +1, ...) on scaled train
-    windows, each early-stopped on val, and return them combined, on the CPU."""
+    windows, each early-stopped on val, and return them combined, on the CPU.
+
+    `callbacks` (e.g. a tuner's pruning callback) join the first member's Trainer only.
+    """
     size = config.model.ensemble_size
     networks, members = [], []
     for i in range(size):
@@ -146,7 +154,8 @@ def train_network(
         if size > 1:
             logger.info("ensemble member %d/%d (seed %d)", i + 1, size, seed)
         desc = f"member {i + 1}/{size}" if size > 1 else "training"
-        network, member = _train_member(train, val, config, scaler, seed, desc)
+        extra = callbacks if i == 0 else ()
+        network, member = _train_member(train, val, config, scaler, seed, desc, extra)
         networks.append(network)
         members.append(member)
     combined = combine(networks)
@@ -161,6 +170,7 @@ def _train_member(
     scaler: FeatureScaler,
     seed: int,
     desc: str,
+    callbacks: Sequence[Callback] = (),
 ) -> tuple[LSTMQuantileNet, MemberFit]:
     training = config.training
     pl.seed_everything(seed, workers=True, verbose=False)
@@ -188,6 +198,7 @@ def _train_member(
                 EarlyStopping(monitor="val_loss", mode="min", patience=training.patience),
                 checkpoint,
                 history,
+                *callbacks,
             ],
             logger=False,
             default_root_dir=tmp,

@@ -113,9 +113,9 @@ def _quiet_lightning(args: argparse.Namespace) -> None:
     """Lightning sets its loggers to INFO when imported; keep its banners out unless -v."""
     if not args.verbose:
         for name in (
-            "pytorch_lightning",
-            "lightning_fabric",
-            "pytorch_lightning.utilities.rank_zero",
+            "lightning.pytorch",
+            "lightning.fabric",
+            "lightning.pytorch.utilities.rank_zero",
         ):
             logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -142,6 +142,16 @@ def cmd_backtest(args: argparse.Namespace, config: ForecasterConfig) -> int:
     if args.predictions is not None:
         print(f"forecaster: wrote every test day's quantiles to {args.predictions}",
               file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace, config: ForecasterConfig) -> int:
+    from pipelines.tuning import run_tune, tune_text
+
+    _quiet_lightning(args)
+    storage = args.storage or os.environ.get("FORECASTER_TUNING_STORAGE") or None
+    payload = run_tune(config, args.trials, args.study, storage, args.timeout, args.best_config)
+    _emit(args, payload, tune_text(payload))
     return 0
 
 
@@ -356,6 +366,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backtest.set_defaults(handler=cmd_backtest)
 
+    tune = sub.add_parser(
+        "tune",
+        help="hyper-parameter search (Optuna) on walk-forward folds before the test period; "
+        "run it in several processes or machines to share one study",
+    )
+    _add_config_options(tune)
+    tune.add_argument("--trials", type=int, required=True, metavar="N",
+                      help="trials the study should hold, all workers together")  # fmt: skip
+    tune.add_argument("--study", metavar="NAME", help="study name (default: tuning.study)")
+    tune.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna storage (default: $FORECASTER_TUNING_STORAGE, else tuning.storage, else "
+        "sqlite:///<data_dir>/optuna.db); postgresql://... lets workers anywhere join",
+    )
+    tune.add_argument("--timeout", type=float, metavar="S",
+                      help="start no trial after S seconds")  # fmt: skip
+    tune.add_argument(
+        "--best-config",
+        type=Path,
+        metavar="FILE.yaml",
+        help="write the best trial as a config for: forecaster retrain --config FILE.yaml",
+    )
+    tune.set_defaults(handler=cmd_tune)
+
     monitor = sub.add_parser(
         "monitor", help="score the served forecasts against the closes that followed"
     )
@@ -455,8 +490,8 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     if not verbose:
-        for noisy in ("yfinance", "urllib3", "peewee", "pytorch_lightning", "alembic", "mlflow",
-                      "apscheduler"):  # fmt: skip
+        for noisy in ("yfinance", "urllib3", "peewee", "lightning.pytorch", "alembic", "mlflow",
+                      "apscheduler", "optuna"):  # fmt: skip
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+from lightning.pytorch.callbacks import Callback
 
 from forecaster.config import ForecasterConfig
 from forecaster.dataset import PreparedData
@@ -18,14 +21,17 @@ class LSTMForecaster(QuantileForecaster):
 
     name = "model"
 
-    def __init__(self, config: ForecasterConfig) -> None:
+    def __init__(self, config: ForecasterConfig, callbacks: Sequence[Callback] = ()) -> None:
         super().__init__(config.model.quantiles)
         self.config = config
+        self.callbacks = callbacks
         self.trained: TrainedModel | None = None
         self.scaler: FeatureScaler | None = None
 
     def fit(self, data: PreparedData) -> LSTMForecaster:
-        self.trained = train_network(data.part("train"), data.part("val"), self.config, data.scaler)
+        self.trained = train_network(
+            data.part("train"), data.part("val"), self.config, data.scaler, self.callbacks
+        )
         self.scaler = data.scaler
         return self
 

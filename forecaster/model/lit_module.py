@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
 from torchmetrics import MeanMetric
 
