@@ -6,6 +6,7 @@ Nothing here runs at import time; `setup_tracking` is called by entry points.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from mlflow.types import ColSpec, Schema
 from forecaster import __version__
 from forecaster.config import ForecasterConfig, config_to_yaml
 from forecaster.errors import TrackingError
+from forecaster.filelock import blocking_lock
 from forecaster.inference import ENTRY_SCRIPT, Forecaster
 from forecaster.schemas import DATE, OHLCV_COLUMNS, frame_meta
 
@@ -73,19 +75,30 @@ def setup_tracking(config: ForecasterConfig, experiment: str | None = None) -> s
     configured one) exists; returns its id. Runs name it explicitly: no global experiment."""
     uri = resolve_tracking_uri(config)
     check_reachable(uri)
+    lock: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # Two processes creating one SQLite store at once (two tune workers) race on its
+        # tables; one at a time, the second finds them made.
+        lock = blocking_lock(Path(uri.removeprefix("sqlite:///") + ".init.lock"))
     mlflow.set_tracking_uri(uri)
     name = experiment or config.tracking.experiment
-    try:
-        found = mlflow.get_experiment_by_name(name)
-        if found is not None:
-            return str(found.experiment_id)
-        return str(
-            mlflow.create_experiment(name, artifact_location=_default_artifact_root(config, uri))
-        )
-    except MlflowException as exc:
-        raise TrackingError(f"MLflow at {uri}: {exc.message}") from exc
+    with lock:
+        try:
+            found = mlflow.get_experiment_by_name(name)
+            if found is not None:
+                return str(found.experiment_id)
+            return str(
+                mlflow.create_experiment(
+                    name, artifact_location=_default_artifact_root(config, uri)
+                )
+            )
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_ALREADY_EXISTS":  # another process made it just now
+                again = mlflow.get_experiment_by_name(name)
+                if again is not None:
+                    return str(again.experiment_id)
+            first = (str(exc.message).strip().splitlines() or [exc.error_code])[0]
+            raise TrackingError(f"MLflow at {uri}: {first}") from exc
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

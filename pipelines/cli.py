@@ -146,9 +146,15 @@ def cmd_backtest(args: argparse.Namespace, config: ForecasterConfig) -> int:
 
 
 def cmd_tune(args: argparse.Namespace, config: ForecasterConfig) -> int:
+    import optuna
+
     from pipelines.tuning import run_tune, tune_text
 
     _quiet_lightning(args)
+    # Optuna's own stderr handler bypasses -q; its records go through ours instead.
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    optuna.logging.set_verbosity(logging.INFO if args.verbose else logging.WARNING)
     storage = args.storage or os.environ.get("FORECASTER_TUNING_STORAGE") or None
     payload = run_tune(config, args.trials, args.study, storage, args.timeout, args.best_config)
     _emit(args, payload, tune_text(payload))
@@ -529,7 +535,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             print(f"forecaster: error: MLflow: {first}", file=sys.stderr)
             return 1
-        raise
+        if args.verbose:
+            raise
+        # A failure nobody anticipated still reaches the user as one line; -v shows where.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"forecaster: error: unexpected {type(exc).__name__}: {first[:500]} (run again "
+              "with -v for the traceback, and please report it)", file=sys.stderr)  # fmt: skip
+        return 1
     except KeyboardInterrupt:
         print("forecaster: interrupted", file=sys.stderr)
         return 130

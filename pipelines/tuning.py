@@ -10,7 +10,6 @@ whose gate decides.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import tempfile
@@ -36,6 +35,7 @@ from sqlalchemy.pool import NullPool
 
 from forecaster.config import ForecasterConfig, config_to_yaml, with_values
 from forecaster.errors import TuningError
+from forecaster.filelock import blocking_lock
 from forecaster.sources import load_frames
 from forecaster.tracking import resolve_tracking_uri, setup_tracking
 from pipelines.orphans import close_orphaned_runs, owner_tags
@@ -74,26 +74,33 @@ def shown(url: str) -> str:
         return url
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 @contextmanager
-def ask_lock(url: str, study: str) -> Iterator[None]:
-    """Held while a worker counts the study's trials and asks for one: no (N+1)th trial."""
+def storage_lock(url: str, name: str) -> Iterator[None]:
+    """Serialises workers on one storage: while one creates the tables or the study, and while
+    one counts the study's trials and asks for one (so there is no (N+1)th trial)."""
     if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///") + ".lock")
-        with path.open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)  # blocks; released when closed
+        with blocking_lock(Path(f"{url.removeprefix('sqlite:///')}.{name}.lock")):
             yield
         return
     if url.startswith("postgresql"):
-        engine = create_engine(url, poolclass=NullPool)
-        key = zlib.crc32(f"forecaster-tune:{study}".encode())
+        key = zlib.crc32(f"forecaster-tune:{name}".encode())
         try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
-                try:
-                    yield
-                finally:
-                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            engine = create_engine(url, poolclass=NullPool)
+            conn = engine.connect()
+        except (ArgumentError, SQLAlchemyError, ImportError) as exc:
+            raise TuningError(f"tuning storage {shown(url)}: {_first_line(exc)}") from exc
+        try:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
         finally:
+            conn.close()
             engine.dispose()
         return
     yield  # another database: workers may overshoot --trials by one each (said at start)
@@ -105,21 +112,22 @@ def open_study(config: ForecasterConfig, url: str, name: str) -> tuple[optuna.St
     pruner = optuna.pruners.MedianPruner(
         n_startup_trials=tuning.pruner.startup_trials, n_warmup_steps=tuning.pruner.warmup_epochs
     )
-    try:
-        storage = optuna.storages.RDBStorage(url)
-    except (ArgumentError, SQLAlchemyError, ImportError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TuningError(f"tuning storage {shown(url)}: {reason}") from exc
     seed = tuning.seed
-    try:
-        sampler = optuna.samplers.TPESampler(seed=seed)
-        return optuna.create_study(study_name=name, storage=storage, sampler=sampler,
-                                   pruner=pruner, direction="minimize"), True  # fmt: skip
-    except optuna.exceptions.DuplicatedStudyError:
-        # A second worker with the same seed would draw the first worker's trials again.
-        sampler = optuna.samplers.TPESampler(seed=None if seed is None else seed ^ os.getpid())
-        return optuna.load_study(study_name=name, storage=storage, sampler=sampler,
-                                 pruner=pruner), False  # fmt: skip
+    # Optuna creates its tables on first use; two workers doing it at once collide.
+    with storage_lock(url, "init"):
+        try:
+            storage = optuna.storages.RDBStorage(url)
+        except (ArgumentError, SQLAlchemyError, ImportError, ValueError) as exc:
+            raise TuningError(f"tuning storage {shown(url)}: {_first_line(exc)}") from exc
+        try:
+            sampler = optuna.samplers.TPESampler(seed=seed)
+            return optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                       pruner=pruner, direction="minimize"), True  # fmt: skip
+        except optuna.exceptions.DuplicatedStudyError:
+            # A second worker with the same seed would draw the first worker's trials again.
+            sampler = optuna.samplers.TPESampler(seed=None if seed is None else seed ^ os.getpid())
+            return optuna.load_study(study_name=name, storage=storage, sampler=sampler,
+                                     pruner=pruner), False  # fmt: skip
 
 
 def _study_run(
@@ -257,7 +265,7 @@ def run_tune(
     worker = _Worker(study, config, frames, before, client, experiment_id, parent)
     started, ran = time.monotonic(), 0
     while timeout is None or time.monotonic() - started < timeout:
-        with ask_lock(url, name):
+        with storage_lock(url, name):
             # A WAITING trial (the enqueued untuned config) is not started yet: not counted.
             if len(study.get_trials(deepcopy=False, states=STARTED)) >= trials:
                 break
