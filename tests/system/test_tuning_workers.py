@@ -46,8 +46,9 @@ def test_two_workers_share_one_study_and_run_exactly_n_trials(
     command = [str(BIN / "forecaster"), "-q", "tune", "--config", str(config_file), "--json",
                "--trials", str(TRIALS), "--study", "shared", "--storage", study_storage]  # fmt: skip
     workers = [
-        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)  # fmt: skip
+        subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )  # fmt: skip
         for _ in range(2)
     ]
     outputs = [w.communicate(timeout=600) for w in workers]

@@ -28,7 +28,7 @@ def compose() -> dict[str, Any]:
 def test_services_dependencies_and_volumes(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == {"postgres", "mlflow", "mlflow-ui", "trainer", "scheduler", "api",
-                             "prometheus", "grafana"}  # fmt: skip
+                             "prometheus", "grafana", "tuner"}  # fmt: skip
     for name in ("postgres", "mlflow", "mlflow-ui", "scheduler", "api", "prometheus", "grafana"):
         assert "test" in services[name]["healthcheck"], name
     for name, service in services.items():
@@ -54,10 +54,12 @@ def test_mlflow_runs_on_postgres_and_serves_artifacts(compose: dict[str, Any]) -
     assert "--serve-artifacts" in command
 
 
-@pytest.mark.parametrize("service", ["trainer", "scheduler", "api"])
+@pytest.mark.parametrize("service", ["trainer", "scheduler", "api", "tuner"])
 def test_every_command_is_a_real_cli_subcommand(compose: dict[str, Any], service: str) -> None:
     command = compose["services"][service]["command"]
     assert command[0] == "forecaster"
+    # Compose fills ${VAR:-default} from .env; the defaults must parse too.
+    command = [re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", part) for part in command]
     args = build_parser().parse_args(command[1:])  # exits (fails the test) on a bad command
     assert callable(args.handler)
     config_file = next((command[i + 1] for i, a in enumerate(command) if a == "--config"), None)
@@ -139,3 +141,18 @@ def test_prometheus_scrapes_the_api_and_grafana_shows_the_live_gauges(
     exported = {n for n in names} | {f"{n}_total" for n in names} | {f"{n}_bucket" for n in names}
     assert used <= exported, used - exported
     assert {"forecaster_live_coverage", "forecaster_live_pinball"} <= used
+
+
+def test_tuner_replicas_share_a_study_in_their_own_postgres_database(
+    compose: dict[str, Any],
+) -> None:
+    tuner = compose["services"]["tuner"]
+    assert "container_name" not in tuner
+    assert "ports" not in tuner
+    storage = tuner["environment"]["FORECASTER_TUNING_STORAGE"]
+    assert storage.startswith("postgresql://")
+    assert storage.endswith("@postgres:5432/optuna")
+    init = (ROOT / "configs" / "postgres-init" / "10-optuna.sql").read_text()
+    assert "CREATE DATABASE optuna;" in init
+    mounts = compose["services"]["postgres"]["volumes"]
+    assert "./configs/postgres-init:/docker-entrypoint-initdb.d:ro" in mounts
