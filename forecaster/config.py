@@ -188,6 +188,9 @@ class ModelConfig(FrozenModel):
 
 
 class TrainingConfig(FrozenModel):
+    """How each network is fitted. `devices`, `strategy` and `num_nodes` go to Lightning's
+    Trainer as they are: `strategy: ddp, devices: 2` trains one network in two processes."""
+
     learning_rate: float = Field(1e-3, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     batch_size: int = Field(64, ge=1, description="training windows per batch")
@@ -198,6 +201,13 @@ class TrainingConfig(FrozenModel):
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = Field(
         "auto", description="Lightning accelerator; auto uses a GPU when present"
     )
+    devices: int | Literal["auto"] = Field(
+        1, description="processes (CPU) or GPUs per node that train one network together"
+    )
+    strategy: str = Field(
+        "auto", min_length=1, description="Lightning strategy: auto, ddp, fsdp, ..."
+    )
+    num_nodes: int = Field(1, ge=1, description="machines that train one network together")
     ridge_alphas: tuple[float, ...] = Field(
         (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0),
         min_length=1,

@@ -191,7 +191,9 @@ def _train_member(
         trainer = pl.Trainer(
             max_epochs=training.max_epochs,
             accelerator=training.accelerator,
-            devices=1,
+            devices=training.devices,
+            strategy=training.strategy,
+            num_nodes=training.num_nodes,
             deterministic=True,
             gradient_clip_val=training.gradient_clip,
             callbacks=[
@@ -213,8 +215,9 @@ def _train_member(
             trainer.fit(module, datamodule=data)
         if not checkpoint.best_model_path:
             raise TrainingError("training produced no checkpoint (no validation epoch ran)")
-        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
-        module.load_state_dict(state["state_dict"])
+        if trainer.is_global_zero:  # other DDP ranks' networks are discarded (pipelines/ddp.py)
+            state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+            module.load_state_dict(state["state_dict"])
         device = str(trainer.strategy.root_device)
     best = min(history.records, key=lambda r: r.val_loss)
     network = module.network.cpu()

@@ -120,11 +120,23 @@ def _quiet_lightning(args: argparse.Namespace) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _joined_as_ddp_worker(config: ForecasterConfig) -> bool:
+    """In a training process of rank > 0, join the fits and nothing else (pipelines/ddp.py)."""
+    from pipelines.ddp import train_as_worker, worker_rank
+
+    if worker_rank() == 0:
+        return False
+    train_as_worker(config)
+    return True
+
+
 def cmd_train(args: argparse.Namespace, config: ForecasterConfig) -> int:
     from pipelines.reports import retrain_text
     from pipelines.retrain import run_retrain
 
     _quiet_lightning(args)
+    if _joined_as_ddp_worker(config):
+        return 0
     # The retraining pipeline forced: same steps, lock and run layout, trains even without
     # new data.
     result = run_retrain(config, force=True, replace_champion=args.force, name="train")
@@ -197,6 +209,8 @@ def cmd_retrain(args: argparse.Namespace, config: ForecasterConfig) -> int:
     from pipelines.retrain import run_retrain
 
     _quiet_lightning(args)
+    if _joined_as_ddp_worker(config):
+        return 0
     result = run_retrain(config, force=args.force, until=args.until)
     _emit(args, result.to_dict(), retrain_text(result))
     return 0

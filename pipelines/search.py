@@ -118,7 +118,9 @@ def trial_config(
     base: ForecasterConfig, values: Mapping[str, Any], number: int
 ) -> ForecasterConfig:
     """The base config with a trial's values and the tuning ensemble size."""
-    values = {**values, "model.ensemble_size": base.tuning.ensemble_size}
+    # Each trial trains in its worker's process: tuning scales out by workers, not DDP.
+    single = {"training.devices": 1, "training.strategy": "auto", "training.num_nodes": 1}
+    values = {**values, "model.ensemble_size": base.tuning.ensemble_size, **single}
     return with_values(base, values, f"tuning trial {number}")
 
 

@@ -48,11 +48,11 @@ def test_two_workers_share_one_study_and_run_exactly_n_trials(
     workers = [
         subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )  # fmt: skip
+        )
         for _ in range(2)
     ]
     outputs = [w.communicate(timeout=600) for w in workers]
-    for worker, (out, err) in zip(workers, outputs, strict=True):
+    for worker, (_out, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err[-3000:]
     payloads = [json.loads(out) for out, _ in outputs]
     # Each worker took part, and together they ran the study's N trials.
