@@ -1,4 +1,11 @@
-"""Causal features: pure DataFrame -> Series functions that read only the current and past rows.
+"""Causal features: pure functions of the OHLCV arrays that read only the current and past rows.
+
+One implementation serves training and the API: they work on plain float64 arrays
+(`OHLCVArrays`), so training wraps them in DataFrames at its edges and the service builds a
+request's window without constructing any. Trailing statistics are computed window by window
+(not by a running sum), so a feature's value on a day depends only on the rows its window
+covers: the service, which computes features on a history's last rows only, gets the same
+numbers as training did on the whole series.
 
 Every feature is scale-free (log ratios, shares), so one model can serve tickers at any price
 level. The target is the next trading day's log return of close; the price forecast is
@@ -11,66 +18,85 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 from forecaster.config import FeatureConfig, FeatureName
-from forecaster.schemas import CLOSE, HIGH, LOW, OPEN, VOLUME
+from forecaster.schemas import CLOSE, OHLCVArrays
 
 TARGET = "target"
 
-FeatureFn = Callable[[pd.DataFrame, FeatureConfig], pd.Series]
+
+FeatureFn = Callable[[OHLCVArrays, FeatureConfig], np.ndarray]
 
 
-def log_return(frame: pd.DataFrame, _: FeatureConfig) -> pd.Series:
+def _lagged(values: np.ndarray) -> np.ndarray:
+    """values shifted one day later; NaN on the first day."""
+    out = np.empty_like(values)
+    out[:1] = np.nan
+    out[1:] = values[:-1]
+    return out
+
+
+def _trailing(values: np.ndarray, window: int, statistic: str) -> np.ndarray:
+    """A trailing mean or sample standard deviation over `window` rows ending at each row;
+    NaN until the window is full (or where it holds a NaN)."""
+    out = np.full(values.shape, np.nan)
+    if len(values) >= window:
+        view = sliding_window_view(values, window)
+        out[window - 1 :] = view.mean(axis=1) if statistic == "mean" else view.std(axis=1, ddof=1)
+    return out
+
+
+def log_return(data: OHLCVArrays, _: FeatureConfig) -> np.ndarray:
     """log(close_t / close_{t-1})."""
-    return np.log(frame[CLOSE]).diff()
+    log_close: np.ndarray = np.log(data.close)
+    returns: np.ndarray = log_close - _lagged(log_close)
+    return returns
 
 
-def overnight_gap(frame: pd.DataFrame, _: FeatureConfig) -> pd.Series:
+def overnight_gap(data: OHLCVArrays, _: FeatureConfig) -> np.ndarray:
     """log(open_t / close_{t-1}): news that arrived while the market was shut."""
-    return np.log(frame[OPEN] / frame[CLOSE].shift(1))
+    gap: np.ndarray = np.log(data.open / _lagged(data.close))
+    return gap
 
 
-def intraday_range(frame: pd.DataFrame, _: FeatureConfig) -> pd.Series:
+def intraday_range(data: OHLCVArrays, _: FeatureConfig) -> np.ndarray:
     """log(high_t / low_t): the day's range, a robust volatility estimate (Parkinson)."""
-    return np.log(frame[HIGH] / frame[LOW])
+    spread: np.ndarray = np.log(data.high / data.low)
+    return spread
 
 
-def close_location(frame: pd.DataFrame, _: FeatureConfig) -> pd.Series:
+def close_location(data: OHLCVArrays, _: FeatureConfig) -> np.ndarray:
     """Where close sits in the day's range, centred: -0.5 at the low, +0.5 at the high."""
-    span = (frame[HIGH] - frame[LOW]).to_numpy()
-    where = np.divide(
-        (frame[CLOSE] - frame[LOW]).to_numpy(),
-        span,
-        out=np.full(len(frame), 0.5),
-        where=span > 0,
+    span = data.high - data.low
+    where: np.ndarray = np.divide(
+        data.close - data.low, span, out=np.full(len(data), 0.5), where=span > 0
     )
-    return pd.Series(where - 0.5, index=frame.index)
+    return where - 0.5
 
 
-def log_volume_ratio(frame: pd.DataFrame, config: FeatureConfig) -> pd.Series:
+def log_volume_ratio(data: OHLCVArrays, config: FeatureConfig) -> np.ndarray:
     """log((1 + volume_t) / (1 + trailing mean volume over the window ending at t))."""
-    volume = 1.0 + frame[VOLUME]
-    trailing = volume.rolling(config.volume_window, min_periods=config.volume_window).mean()
-    return np.log(volume / trailing)
+    volume = 1.0 + data.volume
+    ratio: np.ndarray = np.log(volume / _trailing(volume, config.volume_window, "mean"))
+    return ratio
 
 
-def volatility(frame: pd.DataFrame, config: FeatureConfig) -> pd.Series:
+def volatility(data: OHLCVArrays, config: FeatureConfig) -> np.ndarray:
     """Standard deviation of daily log returns over the trailing window ending at t."""
-    returns = np.log(frame[CLOSE]).diff()
-    window = config.volatility_window
-    return returns.rolling(window, min_periods=window).std()
+    return _trailing(log_return(data, config), config.volatility_window, "std")
 
 
-def gk_volatility(frame: pd.DataFrame, config: FeatureConfig) -> pd.Series:
+def gk_volatility(data: OHLCVArrays, config: FeatureConfig) -> np.ndarray:
     """Garman-Klass volatility: square root of the trailing mean of the daily range-based
     variance 0.5 ln(H/L)^2 - (2 ln 2 - 1) ln(C/O)^2. It uses the whole day's range, so it is
     several times more efficient than close-to-close volatility and less thrown by one spike.
     """
-    range_term = 0.5 * np.log(frame[HIGH] / frame[LOW]) ** 2
-    drift_term = (2 * np.log(2) - 1) * np.log(frame[CLOSE] / frame[OPEN]) ** 2
-    window = config.volatility_window
-    variance = (range_term - drift_term).clip(lower=0.0)
-    return np.sqrt(variance.rolling(window, min_periods=window).mean())
+    range_term = 0.5 * np.log(data.high / data.low) ** 2
+    drift_term = (2 * np.log(2) - 1) * np.log(data.close / data.open) ** 2
+    variance = np.clip(range_term - drift_term, 0.0, None)
+    vol: np.ndarray = np.sqrt(_trailing(variance, config.volatility_window, "mean"))
+    return vol
 
 
 FEATURES: dict[FeatureName, FeatureFn] = {
@@ -98,12 +124,23 @@ def warmup_rows(config: FeatureConfig) -> int:
     return max(needs[name] for name in config.names)
 
 
+def feature_matrix(data: OHLCVArrays, config: FeatureConfig) -> np.ndarray:
+    """(rows - warm-up, n_features) float64 feature rows in config order."""
+    skip = warmup_rows(config)
+    columns = [FEATURES[name](data, config)[skip:] for name in config.names]
+    return np.stack(columns, axis=1) if columns else np.empty((max(len(data) - skip, 0), 0))
+
+
+def latest_features(data: OHLCVArrays, config: FeatureConfig, rows: int) -> np.ndarray:
+    """The last `rows` feature rows, computed from only the price rows they depend on."""
+    return feature_matrix(data.tail(warmup_rows(config) + rows), config)
+
+
 def compute_features(frame: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
     """Feature columns in config order, warm-up rows dropped; index is the frame's dates."""
-    features = pd.DataFrame(
-        {name: FEATURES[name](frame, config) for name in config.names}, index=frame.index
-    )
-    return features.iloc[warmup_rows(config) :].astype("float64")
+    matrix = feature_matrix(OHLCVArrays.of(frame), config)
+    index = frame.index[warmup_rows(config) :]
+    return pd.DataFrame(matrix, index=index, columns=list(config.names))
 
 
 def next_log_return(frame: pd.DataFrame) -> pd.Series:

@@ -25,8 +25,8 @@ from forecaster.features import warmup_rows
 from forecaster.model.network import LSTMQuantileNet, combine
 from forecaster.predict import predict_quantiles
 from forecaster.scaling import FeatureScaler
-from forecaster.schemas import CLOSE, DATE, OHLCV_COLUMNS, validate_ohlcv
-from forecaster.windows import all_windows, latest_window
+from forecaster.schemas import CLOSE, DATE, OHLCV_COLUMNS, OHLCVArrays, validate_ohlcv
+from forecaster.windows import all_windows, latest_array_window, latest_window
 
 BUNDLE_FILE = "bundle.json"
 WEIGHTS_FILE = "network.pt"
@@ -254,11 +254,25 @@ class Forecaster:
         window = latest_window(history, self.bundle.features, self.bundle.lookback)
         return self.bundle.scaler.transform(window)
 
+    def prepare_arrays(self, data: OHLCVArrays, origin: str) -> np.ndarray:
+        """`prepare_window` of validated arrays: the API builds a client's input this way,
+        through the same feature code as training, with no DataFrame."""
+        window = latest_array_window(data, self.bundle.features, self.bundle.lookback, origin)
+        return self.bundle.scaler.transform(window)
+
     def forecast_window(self, window: np.ndarray) -> np.ndarray:
         """Quantiles of the next log return (in the bundle's level order) for one window."""
+        quantiles: np.ndarray = self.forecast_windows(window)[0]
+        return quantiles
+
+    def forecast_windows(self, windows: np.ndarray) -> np.ndarray:
+        """(n, n_quantiles) for n scaled windows in one forward pass (the API's micro-batches).
+
+        Float32 matrix products may round differently with the batch size: a window's
+        quantiles agree across batch sizes to ~1e-7, not bit for bit."""
         with torch.inference_mode():
-            out = self.network(torch.from_numpy(window))
-        quantiles: np.ndarray = out[0].double().numpy()
+            out = self.network(torch.from_numpy(windows))
+        quantiles: np.ndarray = out.double().numpy()
         return quantiles
 
     def predict_all(self, history: pd.DataFrame, ticker: str = "") -> pd.DataFrame:

@@ -8,10 +8,11 @@ A validated frame has a tz-naive, sorted, unique `DatetimeIndex` named `date` an
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from forecaster.errors import DataValidationError
@@ -79,8 +80,43 @@ def with_meta(frame: pd.DataFrame, meta: FrameMeta) -> pd.DataFrame:
     return frame
 
 
-def _where(
-    line_numbers: Sequence[int] | None, position: int, when: pd.Timestamp | None, unit: str
+Floats = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class OHLCVArrays:
+    """A validated history as equal-length float64 arrays, oldest first: what features read,
+    so the API can build a model input without constructing a DataFrame."""
+
+    open: Floats
+    high: Floats
+    low: Floats
+    close: Floats
+    volume: Floats
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> OHLCVArrays:
+        def column(name: str) -> Floats:
+            values: Floats = frame[name].to_numpy(dtype=np.float64)
+            return values
+
+        return cls(column(OPEN), column(HIGH), column(LOW), column(CLOSE), column(VOLUME))
+
+    def __len__(self) -> int:
+        return int(self.close.shape[0])
+
+    def tail(self, n: int) -> OHLCVArrays:
+        return OHLCVArrays(
+            self.open[-n:], self.high[-n:], self.low[-n:], self.close[-n:], self.volume[-n:]
+        )
+
+    def columns(self) -> dict[str, Floats]:
+        return {OPEN: self.open, HIGH: self.high, LOW: self.low, CLOSE: self.close,
+                VOLUME: self.volume}  # fmt: skip
+
+
+def row_location(
+    line_numbers: Sequence[int] | None, position: int, when: object | None, unit: str
 ) -> str:
     """Locate a row for an error message: 'line 7 (2020-01-09)', '2020-01-09' or 'row 3'."""
     day = None if when is None or pd.isna(when) else str(pd.Timestamp(when).date())
@@ -130,7 +166,7 @@ def validate_ohlcv(
     if index.hasnans:
         pos = int(np.flatnonzero(index.isna())[0])
         raise DataValidationError(
-            f"{origin}: {_where(line_numbers, pos, None, unit)}: missing date"
+            f"{origin}: {row_location(line_numbers, pos, None, unit)}: missing date"
         )
     index = index.normalize()
 
@@ -142,36 +178,13 @@ def validate_ohlcv(
         if bad.any():
             pos = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataValidationError(
-                f"{origin}: {_where(line_numbers, pos, index[pos], unit)}: "
+                f"{origin}: {row_location(line_numbers, pos, index[pos], unit)}: "
                 f"{column} is not a number ({raw.iloc[pos]!r})"
             )
-        array = numeric.to_numpy(dtype="float64", na_value=np.nan)
-        if not np.isfinite(array).all():
-            pos = int(np.flatnonzero(~np.isfinite(array))[0])
-            what = "missing (NaN)" if np.isnan(array[pos]) else "infinite"
-            raise DataValidationError(
-                f"{origin}: {_where(line_numbers, pos, index[pos], unit)}: {column} is {what}"
-            )
-        values[column] = array
-
-    def refuse(mask: np.ndarray, message: str) -> None:
-        if mask.any():
-            pos = int(np.flatnonzero(mask)[0])
-            count = int(mask.sum())
-            more = f" ({count - 1} more row(s) like it)" if count > 1 else ""
-            where = _where(line_numbers, pos, index[pos], unit)
-            raise DataValidationError(f"{origin}: {where}: {message}{more}")
-
-    for column in PRICE_COLUMNS:
-        col = values[column]
-        refuse(col <= 0, f"{column} must be positive")
-    high, low = values[HIGH], values[LOW]
-    refuse(high < low, "high is below low")
-    top, bottom = high * (1 + RANGE_SLACK), low * (1 - RANGE_SLACK)
-    for column in (OPEN, CLOSE):
-        col = values[column]
-        refuse((col > top) | (col < bottom), f"{column} is outside [low, high]")
-    refuse(values[VOLUME] < 0, "volume is negative")
+        values[column] = numeric.to_numpy(dtype="float64", na_value=np.nan)
+    check_ohlcv_values(
+        values, origin, lambda pos: row_location(line_numbers, pos, index[pos], unit)
+    )
 
     clean = pd.DataFrame(values, index=pd.DatetimeIndex(index, name=DATE))
     if clean.index.has_duplicates:
@@ -181,3 +194,38 @@ def validate_ohlcv(
         logger.warning("%s: dates were not in ascending order; sorted them", origin)
         clean = clean.sort_index(kind="stable")
     return clean
+
+
+def check_ohlcv_values(
+    values: Mapping[str, np.ndarray], origin: str, locate: Callable[[int], str]
+) -> None:
+    """The row rules every history obeys, wherever it comes from (file, frame, request body):
+    finite, positive prices, open and close within [low, high], volume not negative.
+
+    Raises DataValidationError naming `origin`, the first bad row (`locate(position)`), what
+    is wrong, and how many more rows are like it.
+    """
+    for column in OHLCV_COLUMNS:
+        array = values[column]
+        finite = np.isfinite(array)
+        if not finite.all():
+            pos = int(np.flatnonzero(~finite)[0])
+            what = "missing (NaN)" if np.isnan(array[pos]) else "infinite"
+            raise DataValidationError(f"{origin}: {locate(pos)}: {column} is {what}")
+
+    def refuse(mask: np.ndarray, message: str) -> None:
+        if mask.any():
+            pos = int(np.flatnonzero(mask)[0])
+            count = int(mask.sum())
+            more = f" ({count - 1} more row(s) like it)" if count > 1 else ""
+            raise DataValidationError(f"{origin}: {locate(pos)}: {message}{more}")
+
+    for column in PRICE_COLUMNS:
+        refuse(values[column] <= 0, f"{column} must be positive")
+    high, low = values[HIGH], values[LOW]
+    refuse(high < low, "high is below low")
+    top, bottom = high * (1 + RANGE_SLACK), low * (1 - RANGE_SLACK)
+    for column in (OPEN, CLOSE):
+        col = values[column]
+        refuse((col > top) | (col < bottom), f"{column} is outside [low, high]")
+    refuse(values[VOLUME] < 0, "volume is negative")

@@ -16,8 +16,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from forecaster.config import FeatureConfig
 from forecaster.errors import DataValidationError
-from forecaster.features import compute_features, next_log_return, warmup_rows
-from forecaster.schemas import CLOSE, frame_meta
+from forecaster.features import compute_features, latest_features, next_log_return, warmup_rows
+from forecaster.schemas import CLOSE, OHLCVArrays, frame_meta
 
 
 def sliding_windows(
@@ -141,15 +141,23 @@ def ticker_windows(frame: pd.DataFrame, features: FeatureConfig, lookback: int) 
 def latest_window(frame: pd.DataFrame, features: FeatureConfig, lookback: int) -> np.ndarray:
     """The (1, lookback, n_features) window ending on the frame's last day: the live input."""
     meta = frame_meta(frame)
+    return latest_array_window(
+        OHLCVArrays.of(frame), features, lookback, meta.origin or meta.ticker or "history"
+    )
+
+
+def latest_array_window(
+    data: OHLCVArrays, features: FeatureConfig, lookback: int, origin: str
+) -> np.ndarray:
+    """`latest_window` of validated arrays: the API's path, with no DataFrame."""
     needed = warmup_rows(features) + lookback
-    if len(frame) < needed:
+    if len(data) < needed:
         raise DataValidationError(
-            f"{meta.origin or meta.ticker or 'history'}: {len(frame)} rows, need at least "
-            f"{needed} (lookback {lookback} + {warmup_rows(features)} warm-up rows)"
+            f"{origin}: {len(data)} rows, need at least {needed} "
+            f"(lookback {lookback} + {warmup_rows(features)} warm-up rows)"
         )
-    feats = compute_features(frame.iloc[-needed:], features)
-    window: np.ndarray = feats.to_numpy(dtype=np.float32)[np.newaxis, -lookback:, :]
-    return window
+    rows = latest_features(data, features, lookback).astype(np.float32)
+    return rows[np.newaxis]
 
 
 def concat_windows(parts: Sequence[Windows]) -> Windows:
