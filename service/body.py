@@ -1,16 +1,16 @@
-"""Request bodies: strict JSON, parsed off the event loop when large, errors capped.
+"""Request bodies: strict JSON, errors capped, documented by their pydantic models.
 
 FastAPI's own body handling parses with `json.loads` (which accepts `NaN` and `Infinity`, then
-fails to render them back in its 422) and validates on the event loop (a 1 MB body of invalid
-rows stalls every other request). Bodies are instead parsed and validated by pydantic's own JSON
-parser, which refuses non-finite literals and names the field, in a worker thread once they are
-large; error responses carry the first few errors without echoing the input.
+fails to render them back in its 422) and validates on the event loop. Routes read their bodies
+themselves instead (`service.requests`: orjson and a fast path, parsed in a worker thread once
+large) and whatever the fast path does not take is validated by pydantic's own JSON parser,
+which refuses non-finite literals and names the field; error responses carry the first few
+errors without echoing the input.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from email.message import Message
 from typing import Any, TypeVar
 
@@ -47,7 +47,7 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     return JSONResponse(status_code=422, content=error_detail(errors))
 
 
-def _is_json(content_type: str | None) -> bool:
+def is_json(content_type: str | None) -> bool:
     if not content_type:
         return True  # curl -d without -H: treat as JSON, as most clients mean it
     message = Message()
@@ -58,7 +58,7 @@ def _is_json(content_type: str | None) -> bool:
     )
 
 
-def _validate(model: type[M], raw: bytes) -> M:
+def validate(model: type[M], raw: bytes) -> M:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
@@ -68,29 +68,21 @@ def _validate(model: type[M], raw: bytes) -> M:
         ) from None
 
 
-def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
-    """A dependency that yields `model` parsed from the request body (see module docstring).
-
-    Routes using it document the body with `body_openapi(model)`.
-    """
-
-    async def parse(request: Request) -> M:
-        if not _is_json(request.headers.get("content-type")):
-            raise HTTPException(status_code=415, detail="send the body as application/json")
-        raw = await request.body()
-        if not raw:
-            raise RequestValidationError(
-                [{"loc": ("body",), "msg": "a JSON body is required", "type": "missing"}]
-            )
-        if len(raw) <= INLINE_BYTES:
-            return _validate(model, raw)
-        return await asyncio.to_thread(_validate, model, raw)
-
-    return parse
+async def read_json(request: Request) -> bytes:
+    """The raw body of a JSON request: 415 for another content type, 422 when empty."""
+    if not is_json(request.headers.get("content-type")):
+        raise HTTPException(status_code=415, detail="send the body as application/json")
+    raw = await request.body()
+    if not raw:
+        raise RequestValidationError(
+            [{"loc": ("body",), "msg": "a JSON body is required", "type": "missing"}]
+        )
+    return raw
 
 
 def body_openapi(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` for a route whose body comes from `json_body(model)`."""
+    """`openapi_extra` for a route that reads its body itself (service.requests) and is
+    documented as taking `model`."""
     ref = {"$ref": f"#/components/schemas/{model.__name__}"}
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 

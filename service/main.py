@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from forecaster import __version__
 from forecaster.calendar import TradingCalendar
 from forecaster.errors import ModelMismatchError
+from service.batcher import ForwardBatcher
 from service.body import document_bodies, validation_error_handler
 from service.history import HistoryStore, make_source
 from service.live_scores import LiveGauges, LiveScores
@@ -63,6 +64,11 @@ def build_state(settings: ServiceSettings, metrics: ServiceMetrics) -> ServiceSt
             ),
         ),
         live_scores=live,
+        batcher=ForwardBatcher(
+            max_batch=settings.forward_batch_max,
+            max_wait=settings.forward_batch_wait_ms / 1000,
+            on_forward=metrics.forward_batch.observe,
+        ),
     )
 
 

@@ -49,6 +49,12 @@ class ServiceMetrics:
             ["kind"],
             registry=self.registry,
         )
+        self.forward_batch = Histogram(
+            "forecaster_forward_batch_size",
+            "Client-history forecasts per forward pass (micro-batching)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
         self.log_rows = Counter(
             "forecaster_prediction_log_rows",
             "Prediction log rows by outcome: written; dropped (queue full); failed (write error)",

@@ -65,6 +65,16 @@ class ServiceSettings(BaseSettings):
         description="intra-op threads per worker; one forward pass of this small network is "
         "faster on one thread, and idle OpenMP threads would spin against request handling",
     )
+    forward_batch_max: int = Field(
+        64, ge=1, description="most client-history forecasts in one forward pass"
+    )
+    forward_batch_wait_ms: float = Field(
+        2.0,
+        ge=0,
+        le=100,
+        description="how long a forward may wait for requests whose inputs are being built; "
+        "a request alone never waits",
+    )
     cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins")
     max_history_rows: int = Field(5000, ge=1, description="most rows a client may send")
     max_batch_tickers: int = Field(50, ge=1, description="most tickers in one batch call")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from forecaster.calendar import TradingCalendar
+from service.batcher import ForwardBatcher
 from service.history import HistoryStore
 from service.live_scores import LiveScores
 from service.metrics import ServiceMetrics
@@ -22,3 +23,4 @@ class ServiceState:
     metrics: ServiceMetrics
     prediction_log: PredictionLog
     live_scores: LiveScores
+    batcher: ForwardBatcher

@@ -4,7 +4,6 @@ import asyncio
 import json
 import logging
 import math
-from datetime import date, timedelta
 from typing import Annotated, Any
 
 import numpy as np
@@ -14,17 +13,17 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from forecaster.config import level_key
 from forecaster.errors import DataValidationError, SourceUnavailableError, TickerNotFoundError
 from forecaster.inference import implied_volatility
-from forecaster.schemas import OHLCV_COLUMNS, FrameMeta, validate_ohlcv, with_meta
-from service.body import body_openapi, json_body
+from service.body import body_openapi
+from service.client_history import check_history
 from service.deps import Model, State
-from service.history import PreparedHistory, prepare
+from service.history import PreparedHistory
 from service.model_store import LoadedModel
+from service.requests import ClientRequest, RequestHistory, batch_body, prediction_body
 from service.schemas import (
     BatchError,
     BatchItem,
     BatchRequest,
     BatchResponse,
-    HistoryRow,
     Interval,
     ModelRef,
     PredictionRequest,
@@ -36,10 +35,9 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["predictions"])
 
-# Client dates outside this range are refused: nothing traded before it, and a history cannot
-# end after tomorrow (one day of slack for clients ahead of the server's time zone).
-EARLIEST_DAY = np.datetime64("1900-01-01", "D")
-FUTURE_SLACK_DAYS = 1
+# Histories up to this many rows are checked and windowed on the event loop (~0.1 ms);
+# longer ones in a thread.
+INLINE_ROWS = 1000
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "no source knows the ticker"},
@@ -68,64 +66,53 @@ async def _server_history(state: ServiceState, model: LoadedModel, ticker: str) 
         raise HTTPException(status_code=503, detail=f"server data unusable: {exc}") from exc
 
 
-def _history_frame(rows: list[HistoryRow], ticker: str) -> pd.DataFrame:
-    """Client rows as a validated frame; every check names the row (422 on failure)."""
-    origin = f"history for {ticker}"
-    days = np.array([row.date for row in rows], dtype="datetime64[D]")
-    latest = np.datetime64(date.today() + timedelta(days=FUTURE_SLACK_DAYS), "D")
-    for mask, problem in ((days < EARLIEST_DAY, f"is before {EARLIEST_DAY}"),
-                          (days > latest, "is in the future")):  # fmt: skip
-        if mask.any():
-            i = int(np.flatnonzero(mask)[0])
-            raise DataValidationError(f"{origin}: row {i}: date {days[i]} {problem}")
-    steps = np.diff(days).astype("int64")
-    if (steps <= 0).any():
-        i = int(np.flatnonzero(steps <= 0)[0]) + 1
-        problem = "duplicates" if steps[i - 1] == 0 else "is before"
-        raise DataValidationError(
-            f"{origin}: history dates must be strictly increasing: row {i} ({days[i]}) "
-            f"{problem} row {i - 1} ({days[i - 1]})"
-        )
-    columns = {name: np.array([getattr(row, name) for row in rows], dtype="float64")
-               for name in OHLCV_COLUMNS}  # fmt: skip
-    frame = pd.DataFrame({"date": days.astype("datetime64[ns]"), **columns})
-    frame = validate_ohlcv(frame, origin=origin, line_numbers=range(len(rows)), unit="row")
-    return with_meta(frame, FrameMeta(ticker=ticker, source="request", adjustment="as_given",
-                                      origin=origin))  # fmt: skip
-
-
-def _client_history(
-    state: ServiceState, model: LoadedModel, body: PredictionRequest
-) -> PreparedHistory:
-    rows = body.history or []
+def _client_window(
+    state: ServiceState, model: LoadedModel, request: ClientRequest, history: RequestHistory
+) -> np.ndarray:
+    """The scaled model input from a client's history: arrays only, no DataFrame (422 on a
+    history the model cannot use; the message names the row)."""
     needed = model.forecaster.bundle.min_history
-    if len(rows) > state.settings.max_history_rows:
+    if len(history) > state.settings.max_history_rows:
         raise HTTPException(
             status_code=422,
-            detail=f"history has {len(rows)} rows; send at most "
+            detail=f"history has {len(history)} rows; send at most "
             f"{state.settings.max_history_rows} (the model needs {needed})",
         )
-    if len(rows) < needed:
+    if len(history) < needed:
         raise HTTPException(
             status_code=422,
-            detail=f"history has {len(rows)} rows; model v{model.version} needs at least "
+            detail=f"history has {len(history)} rows; model v{model.version} needs at least "
             f"{needed} consecutive trading days",
         )
+    origin = f"history for {request.ticker}"
     try:
-        return prepare(model.forecaster, _history_frame(rows, body.ticker))
+        check_history(history, origin)
+        return model.forecaster.prepare_arrays(history.prices, origin)
     except DataValidationError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
 
 
+async def _client_forecast(
+    state: ServiceState, model: LoadedModel, request: ClientRequest, history: RequestHistory
+) -> PreparedHistory:
+    batcher = state.batcher
+    with batcher.coming():
+        if len(history) <= INLINE_ROWS:
+            window = _client_window(state, model, request, history)
+        else:  # validation is linear in the rows: long histories off the event loop
+            window = await asyncio.to_thread(_client_window, state, model, request, history)
+    quantiles = await batcher.forecast(model.forecaster, window)
+    as_of = pd.Timestamp(history.days[-1])
+    return PreparedHistory(as_of, float(history.prices.close[-1]), quantiles)
+
+
 async def predict_one(
-    state: ServiceState, model: LoadedModel, body: PredictionRequest, request_id: str
+    state: ServiceState, model: LoadedModel, body: ClientRequest, request_id: str
 ) -> PredictionResponse:
     if body.history is None:
         prepared, source = await _server_history(state, model, body.ticker), "server"
     else:
-        # Validation, features and a forward pass in pandas: off the event loop, so requests
-        # for cached tickers are not queued behind it.
-        prepared = await asyncio.to_thread(_client_history, state, model, body)
+        prepared = await _client_forecast(state, model, body, body.history)
         source = "request"
     bundle = model.forecaster.bundle
     q = prepared.quantiles
@@ -187,7 +174,7 @@ async def predict_one(
     openapi_extra=body_openapi(PredictionRequest),
 )
 async def create_prediction(
-    body: Annotated[PredictionRequest, Depends(json_body(PredictionRequest))],
+    body: Annotated[ClientRequest, Depends(prediction_body)],
     state: State,
     model: Model,
     request: Request,
@@ -206,16 +193,17 @@ async def create_prediction(
     openapi_extra=body_openapi(BatchRequest),
 )
 async def create_predictions(
-    body: Annotated[BatchRequest, Depends(json_body(BatchRequest))],
+    body: Annotated[list[ClientRequest], Depends(batch_body)],
     state: State,
     model: Model,
     request: Request,
 ) -> BatchResponse:
-    """Many tickers in one call: one result or one error per ticker, in request order."""
-    if len(body.requests) > state.settings.max_batch_tickers:
+    """Many tickers in one call: one result or one error per ticker, in request order. The
+    forecasts from client histories share one forward pass."""
+    if len(body) > state.settings.max_batch_tickers:
         raise HTTPException(
             status_code=422,
-            detail=f"{len(body.requests)} requests in one batch; send at most "
+            detail=f"{len(body)} requests in one batch; send at most "
             f"{state.settings.max_batch_tickers}",
         )
     # Items run concurrently; whatever is not ready by the deadline (an unknown ticker behind
@@ -223,14 +211,14 @@ async def create_predictions(
     deadline = state.settings.batch_deadline_seconds
     tasks = [
         asyncio.create_task(predict_one(state, model, item, request.state.request_id))
-        for item in body.requests
+        for item in body
     ]
     _, pending = await asyncio.wait(tasks, timeout=deadline)
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
     results = []
-    for item, task in zip(body.requests, tasks, strict=True):
+    for item, task in zip(body, tasks, strict=True):
         if task in pending:
             error = BatchError(status=503, detail=f"not ready within the batch deadline of "
                                f"{deadline:g} s; ask for '{item.ticker}' on its own")  # fmt: skip

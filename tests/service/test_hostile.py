@@ -78,15 +78,21 @@ def test_hostile_bodies_are_small_4xx_naming_the_problem(
 
 def test_many_invalid_rows_give_a_small_error(hostile_client: TestClient) -> None:
     rows = [{"date": "2018-01-02", "open": "x", "high": 1, "low": 1, "close": 1, "volume": 1}]
+    # Over max_history_rows (5000): refused on the row count, before any row is validated.
     raw = json.dumps({"ticker": "A", "history": rows * 16_000}).encode()
     assert len(raw) > 1_000_000
     response = hostile_client.post(
         "/v1/predictions", content=raw, headers={"content-type": "application/json"}
     )
     assert response.status_code == 422
-    body = response.json()
-    # Validation stops at the first bad row instead of reporting 16,000 of them.
-    assert body["detail"] == [
+    assert response.json() == {"detail": "history has 16000 rows; send at most 5000"}
+    # Within the limit: validation stops at the first bad row instead of reporting 5,000.
+    raw = json.dumps({"ticker": "A", "history": rows * 5000}).encode()
+    response = hostile_client.post(
+        "/v1/predictions", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"] == [
         {"loc": ["body", "history", 0, "open"], "type": "float_parsing",
          "msg": "Input should be a valid number, unable to parse string as a number"}
     ]  # fmt: skip
