@@ -1,6 +1,9 @@
 """Append-only log of served predictions, so realised accuracy can be computed later.
 
-Writes go through a queue to a background thread: logging never blocks or fails a response.
+Writes go through a bounded queue to a background thread that inserts them in batches (up to
+`MAX_BATCH` rows, gathered for at most `flush_seconds`): logging never blocks or fails a
+response. A full queue or a database that refuses a batch costs those rows, counted in
+/metrics; a clean shutdown writes everything still queued.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from forecaster.predlog.schema import predictions
 logger = logging.getLogger(__name__)
 
 _STOP = object()
+MAX_BATCH = 1000
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -53,6 +57,7 @@ class PredictionLog:
         max_queue: int = 10_000,
         on_rows: Callable[[str, int], None] = lambda outcome, n: None,
         retention: Retention = Retention(),
+        flush_seconds: float = 0.2,
     ) -> None:
         """`on_rows(outcome, n)` counts rows written, dropped (queue full), failed (the
         database refused them) or pruned (past retention): the service exports them."""
@@ -62,6 +67,7 @@ class PredictionLog:
         self._engine: Engine | None = None
         self._on_rows = on_rows
         self.retention = retention
+        self.flush_seconds = flush_seconds
         self._next_prune = 0.0
         self.dropped = 0
 
@@ -126,15 +132,23 @@ class PredictionLog:
             self._next_prune = now + self.retention.every_seconds
             self.prune()
 
+    def _batch(self) -> list[Any]:
+        """The next rows to insert: whatever arrives within flush_seconds of the first one
+        (fewer, larger transactions under load), cut short by a stop."""
+        rows = [self._queue.get()]
+        deadline = time.monotonic() + self.flush_seconds
+        while len(rows) < MAX_BATCH and rows[-1] is not _STOP:
+            left = deadline - time.monotonic()
+            try:
+                rows.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return rows
+
     def _run(self) -> None:
         self._maybe_prune()
         while True:
-            rows = [self._queue.get()]
-            while len(rows) < 500:
-                try:
-                    rows.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            rows = self._batch()
             stop = any(r is _STOP for r in rows)
             rows = [r for r in rows if r is not _STOP]
             if rows and self._engine is not None:
@@ -150,10 +164,16 @@ class PredictionLog:
             if stop:
                 return
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued, then stop; gives up (and says how much is left) after
+        `timeout` seconds of a database that does not take the rows."""
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.error("prediction log: %d row(s) still queued after %.0f s at shutdown; "
+                             "not written", self._queue.qsize(), timeout)  # fmt: skip
+                return  # the writer still holds the engine
         if self._engine is not None:
             self._engine.dispose()
 

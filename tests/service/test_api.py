@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -364,6 +367,31 @@ def test_metrics_and_prediction_log(
     assert rows[0]["quantiles"]["0.5"] == pytest.approx(rows[0]["predicted_close"])
     assert rows[0]["volatility"] > 0
     assert len({r["request_id"] for r in rows}) == 3
+
+
+def test_a_prediction_log_outage_fails_no_request_and_is_counted(
+    settings_for: Callable[..., ServiceSettings], tmp_path: Path
+) -> None:
+    db = tmp_path / "outage.db"
+    # SQLite gives up on a locked database after 0.3 s here (5 s by default).
+    settings = settings_for(prediction_log_url=f"sqlite:///{db}?timeout=0.3")
+    with TestClient(create_app(settings)) as client:
+        holder = sqlite3.connect(db)
+        holder.execute("BEGIN EXCLUSIVE")  # the database is down for the service
+        for _ in range(5):
+            assert client.post("/v1/predictions", json={"ticker": "^GSPC"}).status_code == 200
+        failed = re.compile(r'forecaster_prediction_log_rows_total\{outcome="failed"\} (\d+)')
+        deadline = time.monotonic() + 15
+        while (
+            not (found := failed.search(text := client.get("/metrics").text))
+            or int(float(found.group(1))) < 5
+        ):
+            assert time.monotonic() < deadline, text
+            time.sleep(0.1)
+        holder.rollback()
+        holder.close()
+        assert client.post("/v1/predictions", json={"ticker": "^GSPC"}).status_code == 200
+    assert len(read_log(f"sqlite:///{db}")) == 1  # after the outage, rows land again
 
 
 def test_an_unusable_prediction_log_never_fails_the_service(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -271,11 +272,12 @@ def test_no_traceback_in_the_server_log_after_hostile_clients(live: LiveServer) 
     assert "Exception in ASGI application" not in log
 
 
-def test_serve_takes_data_dir_and_config_flags(registry: Registry, tmp_path: Path) -> None:
-    """No FORECASTER_* variables: --data-dir alone points the service at the store."""
+def _serve_data_dir(registry: Registry, tmp_path: Path, db: Path) -> subprocess.Popen[bytes]:
+    """`forecaster serve --data-dir` with no FORECASTER_* variables but the log's URL, on a
+    free port (process.args[-1]), ready; its output in tmp_path/serve.log."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("FORECASTER_", "MLFLOW_TRACKING_URI"))}  # fmt: skip
-    env["FORECASTER_PREDICTION_LOG_URL"] = f"sqlite:///{tmp_path / 'predictions.db'}"
+    env["FORECASTER_PREDICTION_LOG_URL"] = f"sqlite:///{db}"
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("w") as out:
@@ -283,16 +285,54 @@ def test_serve_takes_data_dir_and_config_flags(registry: Registry, tmp_path: Pat
             [str(FORECASTER), "serve", "--data-dir", str(registry.data_dir), "--port", str(port)],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while _answer(f"http://127.0.0.1:{port}/readyz", process, log) != 200:
+        if time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"not ready in 60 s: {log.read_text()[-2000:]}")
+        time.sleep(0.3)
+    return process
+
+
+def test_serve_takes_data_dir_and_config_flags(registry: Registry, tmp_path: Path) -> None:
+    """No FORECASTER_* variables: --data-dir alone points the service at the store."""
+    process = _serve_data_dir(registry, tmp_path, tmp_path / "predictions.db")
     try:
-        url = f"http://127.0.0.1:{port}/readyz"
-        deadline = time.monotonic() + 60
-        while _answer(url, process, log) != 200:
-            assert time.monotonic() < deadline, log.read_text()[-2000:]
-            time.sleep(0.3)
+        url = f"http://127.0.0.1:{process.args[-1]}/readyz"  # type: ignore[index]
         assert httpx.get(url).json()["version"] == registry.result.model_version
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+
+
+def test_a_clean_shutdown_writes_every_logged_prediction(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """The log's database is locked while predictions are served, and the server is told to
+    stop before it frees up: the shutdown waits for the writer, and every row lands."""
+    db = tmp_path / "predictions.db"
+    process = _serve_data_dir(registry, tmp_path, db)
+    try:
+        holder = sqlite3.connect(db)
+        holder.execute("BEGIN EXCLUSIVE")  # the writer waits on SQLite's 5 s busy timeout
+        base = f"http://127.0.0.1:{process.args[-1]}"  # type: ignore[index]
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for _ in range(40):
+                assert client.post("/v1/predictions", json={"ticker": "^GSPC"}).status_code == 200
+        os.killpg(process.pid, signal.SIGTERM)
+        time.sleep(1.0)
+        assert process.poll() is None, "exited with rows still queued"
+        holder.rollback()
+        holder.close()
+        # uvicorn re-raises the SIGTERM once its shutdown is complete.
+        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    log = (tmp_path / "serve.log").read_text()
+    assert "Application shutdown complete" in log
+    assert len(read_log(f"sqlite:///{db}")) == 40, log[-2000:]
 
 
 def _answer(url: str, process: subprocess.Popen[bytes], log: Path) -> int:

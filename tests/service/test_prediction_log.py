@@ -28,7 +28,9 @@ def wait_for(condition, timeout: float = 15.0) -> None:  # type: ignore[no-untyp
 def test_rows_written_dropped_and_failed_are_counted(tmp_path: Path) -> None:
     path = tmp_path / "predictions.db"
     counts: Counter[str] = Counter()
-    log = PredictionLog(f"sqlite:///{path}", max_queue=2,
+    # flush_seconds=0: each batch is what is queued when the writer looks, so the test knows
+    # which rows share a batch.
+    log = PredictionLog(f"sqlite:///{path}", max_queue=2, flush_seconds=0,
                         on_rows=lambda outcome, n: counts.update({outcome: n}))  # fmt: skip
     log.start()
     log.record(ROW)
@@ -210,3 +212,18 @@ def test_a_log_from_a_newer_forecaster_is_refused_in_one_line_and_never_stops_th
     log.record(ROW)
     log.close()
     assert read_log(url) == []
+
+
+def test_rows_are_written_in_batches_and_close_flushes_the_queue(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    batches: list[int] = []
+    log = PredictionLog(url, flush_seconds=60,
+                        on_rows=lambda outcome, n: batches.append(n))  # fmt: skip
+    log.start()
+    for i in range(1500):
+        log.record({**ROW, "request_id": f"r{i}"})
+    # 1000 rows fill a batch at once; the other 500 wait for the flush window (60 s) or a stop.
+    wait_for(lambda: batches == [1000])
+    log.close()
+    assert batches == [1000, 500]
+    assert [r["request_id"] for r in read_log(url)] == [f"r{i}" for i in range(1500)]
