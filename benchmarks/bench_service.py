@@ -1,17 +1,20 @@
 """Load test of the prediction API on loopback, next to its own trivial endpoint and to
 `mlflow models serve` on the same registered model, all in one run.
 
-    python benchmarks/bench_service.py [--duration 10] [--connections 16]
+    python benchmarks/bench_service.py [--duration 10] [--connections 16] [--workers 1 2]
+                                       [--repeats 3]
 
 Needs wrk (Debian: apt-get install wrk). Trains a model with the default architecture (2
 epochs; speed does not depend on how well it is trained) into a temporary MLflow store,
-aliases it champion, then runs wrk against:
-  1. GET  /healthz            (the framework's ceiling on this machine)
-  2. POST /v1/predictions     {"ticker": "^GSPC"}, history cached in memory
-  3. POST /v1/predictions     with 60 rows of history in the body (validation, features,
-                              scaling and a forward pass on every request)
-  4. POST /invocations        on `mlflow models serve` with the same model and 50 rows
-Each server runs alone while it is measured, one uvicorn worker each.
+aliases it champion, then, for `forecaster serve --workers N` with each N given, runs wrk
+against:
+  1. GET  /healthz               (the framework's ceiling on this machine)
+  2. POST /v1/predictions        {"ticker": "^GSPC"}, history cached in memory
+  3. POST /v1/predictions        with 80 rows of history in the body (parsing, validation,
+                                 features, scaling and a forward pass on every request)
+  4. POST /v1/predictions/batch  50 tickers with 80 rows each (one forward for all 50)
+and last POST /invocations on `mlflow models serve` with the same model and 80 rows (the
+outside anchor). Each server runs alone while it is measured.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,10 +109,57 @@ def wrk(
     }
 
 
+def history_body(ticker: str, rows: int) -> dict[str, object]:
+    frame = SampleSource().load("^GSPC").tail(rows).reset_index()
+    frame["date"] = frame["date"].dt.strftime("%Y-%m-%d")
+    return {"ticker": ticker, "history": frame.to_dict(orient="records")}
+
+
+def measure_api(
+    workers: int, env: dict[str, str], work: Path, args: argparse.Namespace
+) -> dict[str, dict[str, float]]:
+    """Every path of one `forecaster serve --workers N`, healthz first, in one run."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    api = start([str(BIN / "forecaster"), "-q", "serve", "--port", str(port),
+                 "--workers", str(workers)], env, f"{base}/readyz",
+                work / f"api-{workers}.log")  # fmt: skip
+    cached = json.dumps({"ticker": "^GSPC"})
+    own = json.dumps(history_body("ACME", args.rows))
+    batch = json.dumps({"requests": [history_body(f"T{i}", args.rows) for i in range(50)]})
+    paths = {
+        "GET /healthz (trivial)": ("/healthz", None),
+        "POST /v1/predictions, cached ^GSPC": ("/v1/predictions", cached),
+        f"POST /v1/predictions, {args.rows} rows sent": ("/v1/predictions", own),
+        f"POST /v1/predictions/batch, 50 x {args.rows} rows": ("/v1/predictions/batch", batch),
+    }
+    figures = {}
+    try:
+        deadline = time.monotonic() + 60  # every worker has loaded the model
+        while sum(httpx.get(f"{base}/readyz").status_code == 200 for _ in range(10)) < 10:
+            if time.monotonic() > deadline:
+                raise SystemExit("workers not ready")
+            time.sleep(0.5)
+        for path, body in paths.values():
+            if body is not None:
+                reply = httpx.post(f"{base}{path}", content=body, timeout=30,
+                                   headers={"content-type": "application/json"})  # fmt: skip
+                reply.raise_for_status()
+        for name, (path, body) in paths.items():
+            figures[name] = wrk(f"{base}{path}", body, args.duration, args.connections, work)
+    finally:
+        stop(api)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rows", type=int, default=80, help="rows of client history")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=1, help="runs of every path")
+    parser.add_argument("--no-mlflow", action="store_true", help="skip mlflow models serve")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install wrk")
@@ -124,60 +175,58 @@ def main() -> None:
     )
 
     # mlflow models serve execs `uvicorn` by name: the venv's bin must be on PATH.
-    env = {**os.environ, "FORECASTER_TRACKING_URI": uri, "FORECASTER_DATA_DIR": str(data_dir),
-           "MLFLOW_TRACKING_URI": uri, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}  # fmt: skip
-    figures: dict[str, dict[str, float]] = {}
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    api = start([str(BIN / "forecaster"), "-q", "serve", "--port", str(port)], env,
-                f"{base}/readyz", work / "api.log")  # fmt: skip
-    try:
-        body = json.dumps({"ticker": "^GSPC"})
-        httpx.post(f"{base}/v1/predictions", content=body,
-                   headers={"content-type": "application/json"}).raise_for_status()  # fmt: skip
-        figures["GET /healthz (trivial)"] = wrk(f"{base}/healthz", None, args.duration,
-                                                args.connections, work)  # fmt: skip
-        figures["POST /v1/predictions"] = wrk(f"{base}/v1/predictions", body, args.duration,
-                                              args.connections, work)  # fmt: skip
-        rows = SampleSource().load("^GSPC").tail(60).reset_index()
-        rows["date"] = rows["date"].dt.strftime("%Y-%m-%d")
-        own = json.dumps({"ticker": "ACME", "history": rows.to_dict(orient="records")})
-        figures["POST /v1/predictions, 60 rows sent"] = wrk(
-            f"{base}/v1/predictions", own, args.duration, args.connections, work
-        )
-    finally:
-        stop(api)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROMETHEUS_")}
+    path = f"{BIN}:{os.environ.get('PATH', '')}"
+    env.update({"FORECASTER_TRACKING_URI": uri, "FORECASTER_DATA_DIR": str(data_dir),
+                "MLFLOW_TRACKING_URI": uri, "PATH": path})  # fmt: skip
+    runs: dict[str, list[dict[str, float]]] = {}
+    for _ in range(args.repeats):
+        for workers in args.workers:
+            for name, figures in measure_api(workers, env, work, args).items():
+                runs.setdefault(f"{name} [{workers} worker(s)]", []).append(figures)
 
-    port = free_port()
-    mlflow_base = f"http://127.0.0.1:{port}"
-    serve = start([str(BIN / "mlflow"), "models", "serve", "-m", "models:/stock-lstm@champion",
-                   "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"],
-                  env, f"{mlflow_base}/ping", work / "mlflow-serve.log")  # fmt: skip
-    try:
-        frame = SampleSource().load("^GSPC").tail(50).reset_index()
-        frame["date"] = frame["date"].dt.strftime("%Y-%m-%d")
-        payload = json.dumps({"dataframe_split": frame.to_dict(orient="split", index=False)})
-        check = httpx.post(f"{mlflow_base}/invocations", content=payload,
-                           headers={"content-type": "application/json"}, timeout=30)  # fmt: skip
-        check.raise_for_status()
-        figures["mlflow models serve /invocations"] = wrk(
-            f"{mlflow_base}/invocations", payload, args.duration, args.connections, work
-        )
-    finally:
-        stop(serve)
+    if not args.no_mlflow:
+        port = free_port()
+        mlflow_base = f"http://127.0.0.1:{port}"
+        serve = start([str(BIN / "mlflow"), "models", "serve", "-m", "models:/stock-lstm@champion",
+                       "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"],
+                      env, f"{mlflow_base}/ping", work / "mlflow-serve.log")  # fmt: skip
+        try:
+            frame = SampleSource().load("^GSPC").tail(args.rows).reset_index()
+            frame["date"] = frame["date"].dt.strftime("%Y-%m-%d")
+            payload = json.dumps({"dataframe_split": frame.to_dict(orient="split", index=False)})
+            headers = {"content-type": "application/json"}
+            check = httpx.post(
+                f"{mlflow_base}/invocations", content=payload, headers=headers, timeout=30
+            )
+            check.raise_for_status()
+            runs[f"mlflow models serve /invocations, {args.rows} rows"] = [
+                wrk(f"{mlflow_base}/invocations", payload, args.duration, args.connections, work)
+            ]
+        finally:
+            stop(serve)
 
     print(f"wrk -t2 -c{args.connections} -d{args.duration}s on {platform.machine()}, "
-          f"{os.cpu_count()} cores; model v{result.model_version}")  # fmt: skip
-    for name, f in figures.items():
-        print(f"{name:<36} {f['rps']:9.1f} req/s  p50 {f['p50_ms']:7.2f} ms  "
-              f"p99 {f['p99_ms']:7.2f} ms  non-2xx {f['non_2xx']:.0f}")  # fmt: skip
-    pred = figures["POST /v1/predictions"]["rps"]
-    print(
-        f"predictions / trivial: {pred / figures['GET /healthz (trivial)']['rps']:.2f}; "
-        f"predictions / mlflow models serve: "
-        f"{pred / figures['mlflow models serve /invocations']['rps']:.1f}x"
-    )
-    print(json.dumps(figures))
+          f"{os.cpu_count()} cores; model v{result.model_version}; {args.repeats} run(s) "
+          "each, medians, p99 of every run")  # fmt: skip
+    for name, figs in runs.items():
+        rps = statistics.median(f["rps"] for f in figs)
+        p99s = ", ".join(f"{f['p99_ms']:.1f}" for f in figs)
+        bad = sum(f["non_2xx"] for f in figs)
+        print(f"{name:<58} {rps:9.1f} req/s  p99 {p99s} ms  non-2xx {bad:.0f}")
+    for workers in args.workers:
+
+        def median(name: str, workers: int = workers) -> float:
+            return statistics.median(f["rps"] for f in runs[f"{name} [{workers} worker(s)]"])
+
+        trivial = median("GET /healthz (trivial)")
+        single = median(f"POST /v1/predictions, {args.rows} rows sent")
+        batch = median(f"POST /v1/predictions/batch, 50 x {args.rows} rows")
+        cached = median("POST /v1/predictions, cached ^GSPC")
+        print(f"{workers} worker(s): cached / healthz {cached / trivial:.2f}; "
+              f"{args.rows} rows sent / healthz {single / trivial:.2f}; batch of 50: "
+              f"{batch * 50:.0f} tickers/s = {batch * 50 / single:.1f}x single calls")  # fmt: skip
+    print(json.dumps(runs))
     shutil.rmtree(work, ignore_errors=True)
 
 
