@@ -41,24 +41,31 @@ def test_quantiles_never_cross_even_for_random_weights(n_quantiles: int, median:
     assert (out[:, 1:] >= out[:, :-1]).all()
 
 
-def test_ensemble_averages_its_members_and_never_crosses() -> None:
+@pytest.mark.parametrize("vol_feature", [None, 2])
+def test_ensemble_averages_its_members_and_never_crosses(vol_feature: int | None) -> None:
     torch.manual_seed(0)
-    members = [LSTMQuantileNet(n_features=4, hidden_size=8, n_quantiles=7, target_scale=0.01).eval()
-               for _ in range(3)]  # fmt: skip
+    members = [LSTMQuantileNet(n_features=4, hidden_size=8, n_quantiles=7,
+                               target_scale=0.01 * (i + 1), vol_feature=vol_feature).eval()
+               for i in range(3)]  # fmt: skip
+    for i, member in enumerate(members):
+        member.set_vol_unscale(center=0.01 * i, scale=0.005 * (i + 1))
     with torch.no_grad():
         for p in (p for m in members for p in m.parameters()):
             p.normal_(0, 3)
         x = torch.randn(64, 12, 4)
+        x[:8, -1, 2] = -50.0  # windows whose volatility falls to the floor
         ensemble = combine(members)
-        out = ensemble(x)
+        out = ensemble(x)  # the heads of all members in one batched product
         expected = (members[0](x) + members[1](x) + members[2](x)) / 3
     assert isinstance(ensemble, QuantileEnsemble)
-    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-7)
     assert (out[:, 1:] >= out[:, :-1]).all()
     # One member is served as itself, so single models keep their weights layout.
     assert combine(members[:1]) is members[0]
     with pytest.raises(ValueError, match="at least one member"):
         QuantileEnsemble([])
+    with pytest.raises(ValueError, match="must share"):
+        QuantileEnsemble([members[0], LSTMQuantileNet(n_features=4, n_quantiles=5)])
 
 
 def test_volatility_scaled_head_follows_the_window_volatility() -> None:
