@@ -217,13 +217,18 @@ def test_a_log_from_a_newer_forecaster_is_refused_in_one_line_and_never_stops_th
 def test_rows_are_written_in_batches_and_close_flushes_the_queue(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'predictions.db'}"
     batches: list[int] = []
-    log = PredictionLog(url, flush_seconds=60,
-                        on_rows=lambda outcome, n: batches.append(n))  # fmt: skip
+    log = PredictionLog(url, flush_seconds=0.5, on_rows=lambda outcome, n: batches.append(n))
     log.start()
+    for i in range(3):
+        log.record({**ROW, "request_id": f"a{i}"})
+    wait_for(lambda: sum(batches) == 3)
+    assert batches == [3]  # the rows of one flush window share a transaction
+    log.flush_seconds = 3600  # now nothing is written until the log closes
     for i in range(1500):
         log.record({**ROW, "request_id": f"r{i}"})
-    # 1000 rows fill a batch at once; the other 500 wait for the flush window (60 s) or a stop.
-    wait_for(lambda: batches == [1000])
+    time.sleep(0.6)
+    assert batches == [3]
     log.close()
-    assert batches == [1000, 500]
-    assert [r["request_id"] for r in read_log(url)] == [f"r{i}" for i in range(1500)]
+    assert batches == [3, 1000, 500]
+    ids = [r["request_id"] for r in read_log(url)]
+    assert ids == [f"a{i}" for i in range(3)] + [f"r{i}" for i in range(1500)]
