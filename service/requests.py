@@ -27,6 +27,7 @@ from service.deps import get_state
 from service.schemas import BatchRequest, HistoryRow, PredictionRequest
 
 _TICKER = re.compile(TICKER_PATTERN)
+_DATES = re.compile(r"(?:\d{4}-\d{2}-\d{2})*", re.ASCII)
 _ROW_FIELDS = ("date", *OHLCV_COLUMNS)
 _NUMBER_TYPES = {int, float}
 
@@ -69,16 +70,16 @@ def _fast_history(rows: list[Any]) -> RequestHistory | None:
         columns = [[row[name] for row in rows] for name in OHLCV_COLUMNS]
     except KeyError:
         return None
-    if not all(type(v) in _NUMBER_TYPES for column in columns for v in column):
+    if not all(set(map(type, column)) <= _NUMBER_TYPES for column in columns):
         return None  # strings, booleans, nulls, nested values
-    if not all(type(d) is str and len(d) == 10 for d in dates):
+    if set(map(type, dates)) != {str} or set(map(len, dates)) != {10}:
         return None
+    if not _DATES.fullmatch("".join(dates)):
+        return None  # numpy would read more spellings than YYYY-MM-DD
     try:
-        days = np.array(dates, dtype="datetime64[D]")
+        days = np.array(dates, dtype="datetime64[D]")  # refuses 2018-02-30 and month 13
     except ValueError:
         return None
-    if not (days.astype(str) == np.array(dates)).all():
-        return None  # numpy read it, but it is not the canonical YYYY-MM-DD pydantic reads
     try:
         arrays = [np.array(column, dtype=np.float64) for column in columns]
     except (OverflowError, ValueError):
