@@ -47,6 +47,7 @@ bench: $(RUN_STAMP)
 	$(BIN)/python benchmarks/bench_windows.py
 	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_backtest.py
+	$(BIN)/python benchmarks/bench_request_path.py
 
 ui: $(RUN_STAMP)
 	$(BIN)/forecaster ui

@@ -1,6 +1,7 @@
 """Tuning throughput with 1 and 2 worker processes, and what a search finds vs the default.
 
     python benchmarks/bench_tuning.py [--trials 8] [--search-trials 20] [--repeats 1]
+                                      [--workers 1 2]
 
 Throughput: `forecaster tune --trials N` on the default config and the bundled data, run by
 1 worker and then by 2 workers sharing one study (SQLite storage, one torch thread per
@@ -58,13 +59,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--search-trials", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     results: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                                f"Python {platform.python_version()}"}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-tune-") as tmp:
         root = Path(tmp)
-        for workers in (1, 2):
+        for workers in args.workers:
             runs = [run_study(workers, args.trials, root, args.seed) for _ in range(args.repeats)]
             results[f"{workers}_worker"] = {
                 "median_trials_per_hour": statistics.median(r["trials_per_hour"] for r in runs),
