@@ -8,6 +8,7 @@ response. A full queue or a database that refuses a batch costs those rows, coun
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -172,7 +173,9 @@ class PredictionLog:
         `timeout` seconds of a database that does not take the rows."""
         if self._thread is not None:
             self._stopping.set()
-            self._queue.put(_STOP)
+            # A full queue behind a database that hangs must not hang the shutdown.
+            with contextlib.suppress(queue.Full):
+                self._queue.put(_STOP, timeout=timeout)
             self._thread.join(timeout)
             if self._thread.is_alive():
                 logger.error("prediction log: %d row(s) still queued after %.0f s at shutdown; "

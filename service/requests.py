@@ -3,10 +3,10 @@
 Building 80 pydantic `HistoryRow` objects costs more than the forecast itself, and a 16,000-row
 body holds the interpreter for ~80 ms. Bodies are therefore parsed with orjson and a
 well-formed history goes straight into numpy arrays; a history longer than the limit is refused
-before any row is looked at. Anything the fast path is not sure of (a wrong type, a missing or
-extra field, a date in another spelling, a value a field's rule refuses) is handed to the
-pydantic models in `service.schemas`, which accept or refuse it with their usual 422: the API
-has one set of rules and messages, whichever path a body takes.
+(a 422 for its request) before any row is looked at. Anything the fast path is not sure of (a
+wrong type, a missing or extra field, a date in another spelling, a value a field's rule
+refuses) is handed to the pydantic models in `service.schemas`, which accept or refuse it with
+their usual 422: the API has one set of rules and messages, whichever path a body takes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from fastapi import HTTPException, Request
+from fastapi import Request
 
 from forecaster.schemas import OHLCV_COLUMNS, TICKER_PATTERN, OHLCVArrays
 from service.body import INLINE_BYTES, read_json, validate
@@ -59,6 +59,9 @@ class RequestHistory:
 class ClientRequest:
     ticker: str
     history: RequestHistory | None
+    # Rows of a history refused unread for being over the limit; the route answers with a 422
+    # (for a batch, that item's error).
+    refused_rows: int = 0
 
 
 def _fast_history(rows: list[Any]) -> RequestHistory | None:
@@ -104,9 +107,7 @@ def _fast_request(item: Any, max_rows: int) -> ClientRequest | None:
     if type(rows) is not list or not rows:
         return None
     if len(rows) > max_rows:
-        raise HTTPException(
-            status_code=422, detail=f"history has {len(rows)} rows; send at most {max_rows}"
-        )
+        return ClientRequest(ticker, None, refused_rows=len(rows))
     history = _fast_history(rows)
     return None if history is None else ClientRequest(ticker, history)
 

@@ -66,18 +66,22 @@ async def _server_history(state: ServiceState, model: LoadedModel, ticker: str) 
         raise HTTPException(status_code=503, detail=f"server data unusable: {exc}") from exc
 
 
+def _too_many_rows(state: ServiceState, model: LoadedModel, rows: int) -> HTTPException:
+    return HTTPException(
+        status_code=422,
+        detail=f"history has {rows} rows; send at most {state.settings.max_history_rows} "
+        f"(the model needs {model.forecaster.bundle.min_history})",
+    )
+
+
 def _client_window(
     state: ServiceState, model: LoadedModel, request: ClientRequest, history: RequestHistory
 ) -> np.ndarray:
     """The scaled model input from a client's history: arrays only, no DataFrame (422 on a
     history the model cannot use; the message names the row)."""
     needed = model.forecaster.bundle.min_history
-    if len(history) > state.settings.max_history_rows:
-        raise HTTPException(
-            status_code=422,
-            detail=f"history has {len(history)} rows; send at most "
-            f"{state.settings.max_history_rows} (the model needs {needed})",
-        )
+    if len(history) > state.settings.max_history_rows:  # a body the models parsed
+        raise _too_many_rows(state, model, len(history))
     if len(history) < needed:
         raise HTTPException(
             status_code=422,
@@ -109,6 +113,8 @@ async def _client_forecast(
 async def predict_one(
     state: ServiceState, model: LoadedModel, body: ClientRequest, request_id: str
 ) -> PredictionResponse:
+    if body.refused_rows:
+        raise _too_many_rows(state, model, body.refused_rows)
     if body.history is None:
         prepared, source = await _server_history(state, model, body.ticker), "server"
     else:
