@@ -17,9 +17,9 @@ import platform
 import time
 import warnings
 
+from forecaster.backtest import run_backtest
 from forecaster.config import load_config
 from pipelines.reports import backtest_text
-from pipelines.training import run_backtest
 
 
 def main() -> None:

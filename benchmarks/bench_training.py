@@ -24,11 +24,11 @@ import torch
 
 from forecaster.config import ForecasterConfig
 from forecaster.dataset import prepare
+from forecaster.inference import ModelBundle
 from forecaster.model.datamodule import WindowDataModule
 from forecaster.model.lit_module import LitForecaster, pinball_loss
 from forecaster.scaling import FeatureScaler
 from forecaster.sources import load_frames
-from forecaster.train import build_network
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,7 @@ class Setup:
     def network(self) -> torch.nn.Module:
         """A freshly seeded network, identical for both loops."""
         pl.seed_everything(0, verbose=False)
-        n_features = len(self.data.train_windows.feature_names)
-        return build_network(n_features, self.config, self.scale, self.scaler)
+        return ModelBundle.from_config(self.config, self.scaler).member_network(self.scale)
 
 
 def lightning_run(setup: Setup, epochs: int) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
@@ -19,13 +20,20 @@ import torch
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 from torch import nn
 
-from forecaster.config import FeatureConfig, level_key
+from forecaster.config import FeatureConfig, ForecasterConfig, level_key
 from forecaster.errors import DataValidationError, ModelFormatError
 from forecaster.features import warmup_rows
 from forecaster.model.network import LSTMQuantileNet, combine
 from forecaster.predict import predict_quantiles
 from forecaster.scaling import FeatureScaler
-from forecaster.schemas import CLOSE, DATE, OHLCV_COLUMNS, OHLCVArrays, validate_ohlcv
+from forecaster.schemas import (
+    CLOSE,
+    DATE,
+    OHLCV_COLUMNS,
+    OHLCVArrays,
+    frame_meta,
+    validate_ohlcv,
+)
 from forecaster.windows import all_windows, latest_array_window, latest_window
 
 BUNDLE_FILE = "bundle.json"
@@ -148,22 +156,58 @@ class ModelBundle:
             ensemble_size=int(net.get("ensemble_size", 1)),
         )
 
+    @classmethod
+    def from_config(
+        cls,
+        config: ForecasterConfig,
+        scaler: FeatureScaler,
+        frames: Mapping[str, pd.DataFrame] | None = None,
+    ) -> ModelBundle:
+        """The one recipe from a config (and the data it was fitted on) to a bundle."""
+        frames = frames or {}
+        adjustments = {frame_meta(f).adjustment for f in frames.values()}
+        scale_by = config.model.scale_by
+        return cls(
+            features=config.features,
+            lookback=config.windows.lookback,
+            interval_level=config.model.interval_level,
+            quantiles=config.model.quantiles,
+            scaler=scaler,
+            n_features=len(config.features.names),
+            hidden_size=config.model.hidden_size,
+            num_layers=config.model.num_layers,
+            dropout=config.model.dropout,
+            intervals=config.model.intervals,
+            scale_feature=config.features.names.index(scale_by) if scale_by else None,
+            data_source=config.data.source,
+            adjustment=(adjustments.pop() if len(adjustments) == 1 else "mixed")
+            if frames
+            else None,
+            tickers=tuple(frames),
+            ensemble_size=config.model.ensemble_size,
+        )
+
+    def member_network(self, target_scale: float = 1.0) -> LSTMQuantileNet:
+        """One untrained network of the ensemble; its volatility un-scaling comes from the
+        bundle's scaler (and is a buffer, so loaded weights carry it too)."""
+        network = LSTMQuantileNet(
+            n_features=self.n_features,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            dropout=self.dropout,
+            n_quantiles=len(self.quantiles),
+            target_scale=target_scale,
+            median_index=self.median_index,
+            vol_feature=self.scale_feature,
+        )
+        if self.scale_feature is not None:
+            i = self.scale_feature
+            network.set_vol_unscale(self.scaler.center[i], self.scaler.scale[i])
+        return network
+
     def build_network(self) -> nn.Module:
         """The untrained architecture the weights file fits."""
-        return combine(
-            [
-                LSTMQuantileNet(
-                    n_features=self.n_features,
-                    hidden_size=self.hidden_size,
-                    num_layers=self.num_layers,
-                    dropout=self.dropout,
-                    n_quantiles=len(self.quantiles),
-                    median_index=self.median_index,
-                    vol_feature=self.scale_feature,
-                )
-                for _ in range(self.ensemble_size)
-            ]
-        )
+        return combine([self.member_network() for _ in range(self.ensemble_size)])
 
     def conflict(self, data_source: str, auto_adjust: bool) -> str | None:
         """Why serving this model with these data settings would be wrong, or None.

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from forecaster.config import ForecasterConfig
 from forecaster.errors import TrainingError
+from forecaster.inference import ModelBundle
 from forecaster.model.datamodule import WindowDataModule
 from forecaster.model.lit_module import LitForecaster
 from forecaster.model.network import LSTMQuantileNet, combine
@@ -115,26 +116,6 @@ class _History(Callback):
         )
 
 
-def build_network(
-    n_features: int, config: ForecasterConfig, target_scale: float, scaler: FeatureScaler
-) -> LSTMQuantileNet:
-    scale_by = config.model.scale_by
-    vol_feature = config.features.names.index(scale_by) if scale_by is not None else None
-    network = LSTMQuantileNet(
-        n_features=n_features,
-        hidden_size=config.model.hidden_size,
-        num_layers=config.model.num_layers,
-        dropout=config.model.dropout,
-        n_quantiles=len(config.model.quantiles),
-        target_scale=target_scale,
-        median_index=config.model.median_index,
-        vol_feature=vol_feature,
-    )
-    if vol_feature is not None:
-        network.set_vol_unscale(scaler.center[vol_feature], scaler.scale[vol_feature])
-    return network
-
-
 def train_network(
     train: Windows,
     val: Windows,
@@ -175,7 +156,7 @@ def _train_member(
     training = config.training
     pl.seed_everything(seed, workers=True, verbose=False)
     target_scale = float(np.std(train.y)) or 1.0
-    network = build_network(len(train.feature_names), config, target_scale, scaler)
+    network = ModelBundle.from_config(config, scaler).member_network(target_scale)
     module = LitForecaster(
         network,
         quantiles=config.model.quantiles,

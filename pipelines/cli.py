@@ -145,8 +145,8 @@ def cmd_train(args: argparse.Namespace, config: ForecasterConfig) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace, config: ForecasterConfig) -> int:
+    from forecaster.backtest import run_backtest
     from pipelines.reports import backtest_text
-    from pipelines.training import run_backtest
 
     _quiet_lightning(args)
     payload = run_backtest(config, predictions=args.predictions)

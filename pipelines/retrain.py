@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from forecaster.backtest import FoldResult, fit_baselines, score_on_test
 from forecaster.config import ForecasterConfig
 from forecaster.dataset import PreparedData, prepare
 from forecaster.errors import DataValidationError, RetrainError, TrackingError
@@ -29,7 +30,7 @@ from forecaster.evaluation import MODEL, NAIVE, Evaluation
 from forecaster.forecasters import QuantileForecaster
 from forecaster.forecasters.lstm import LSTMForecaster
 from forecaster.gate import ChampionScores, DayScores, Decision, GateConfig, decide
-from forecaster.inference import Forecaster
+from forecaster.inference import Forecaster, ModelBundle
 from forecaster.registry import (
     CHAMPION,
     alias_version,
@@ -53,15 +54,7 @@ from forecaster.tracking import (
 from forecaster.windows import min_rows
 from pipelines.lock import exclusive_lock
 from pipelines.orphans import close_orphaned_runs, owner_tags
-from pipelines.training import (
-    FoldResult,
-    fit_baselines,
-    input_example,
-    log_figures,
-    make_bundle,
-    score_on_test,
-    version_tags,
-)
+from pipelines.run_artifacts import input_example, log_figures, version_tags
 
 logger = logging.getLogger(__name__)
 
@@ -234,8 +227,7 @@ def evaluate_step(
 
 
 def register_step(data: PreparedData, evaluated: Evaluated, config: ForecasterConfig) -> str:
-    n_features = len(data.windows.feature_names)
-    bundle = make_bundle(config, data.scaler, n_features, data.frames)
+    bundle = ModelBundle.from_config(config, data.scaler, data.frames)
     forecaster = Forecaster(bundle, evaluated.fold.trained.network)
     info = log_pyfunc(forecaster, input_example(data.frames, bundle))
     mlflow.log_dict(data.scaler.to_dict(), "scaler.json")

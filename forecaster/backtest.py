@@ -1,6 +1,8 @@
-"""What train, retrain and backtest share: the forecasters of a fold, their evaluation on the
-same days, the model bundle, figures and registry tags. The one train-evaluate-register-promote
-flow is `pipelines.retrain`; the backtest refits the same forecasters per walk-forward fold."""
+"""The science of a backtest: the baselines, one fold's forecasters fitted and scored on the
+same days, and the walk-forward backtest over expanding folds.
+
+Orchestration and MLflow logging stay in `pipelines/`; this module does no tracking IO.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 
@@ -27,18 +28,8 @@ from forecaster.forecasters import (
     QuantileForecaster,
 )
 from forecaster.forecasters.lstm import LSTMForecaster
-from forecaster.inference import ModelBundle, quantile_column
-from forecaster.plots import (
-    calibration_figure,
-    forecast_figure,
-    pit_figure,
-    return_bands_figure,
-    training_curves_figure,
-)
+from forecaster.inference import quantile_column
 from forecaster.progress import bar
-from forecaster.registry import model_history_input
-from forecaster.scaling import FeatureScaler
-from forecaster.schemas import frame_meta
 from forecaster.sources import load_frames
 from forecaster.splits import walk_forward_folds
 from forecaster.train import TrainedModel
@@ -91,94 +82,13 @@ def score_on_test(
 
 
 def fit_baselines(data: PreparedData, config: ForecasterConfig) -> dict[str, QuantileForecaster]:
-    fitted = {}
-    for name, forecaster in baselines(config).items():
-        fitted[name] = forecaster.fit(data)
-    return fitted
+    return {name: forecaster.fit(data) for name, forecaster in baselines(config).items()}
 
 
 def fit_fold(data: PreparedData, config: ForecasterConfig) -> FoldResult:
     forecasters: dict[str, QuantileForecaster] = {MODEL: LSTMForecaster(config).fit(data)}
     forecasters.update(fit_baselines(data, config))
     return FoldResult(forecasters, score_on_test(data, forecasters, config))
-
-
-def make_bundle(
-    config: ForecasterConfig,
-    scaler: FeatureScaler,
-    n_features: int,
-    frames: Mapping[str, pd.DataFrame],
-) -> ModelBundle:
-    adjustments = {frame_meta(f).adjustment for f in frames.values()}
-    return ModelBundle(
-        features=config.features,
-        lookback=config.windows.lookback,
-        interval_level=config.model.interval_level,
-        quantiles=config.model.quantiles,
-        scaler=scaler,
-        n_features=n_features,
-        hidden_size=config.model.hidden_size,
-        num_layers=config.model.num_layers,
-        dropout=config.model.dropout,
-        intervals=config.model.intervals,
-        scale_feature=(
-            config.features.names.index(config.model.scale_by) if config.model.scale_by else None
-        ),
-        data_source=config.data.source,
-        adjustment=adjustments.pop() if len(adjustments) == 1 else "mixed",
-        tickers=tuple(frames),
-        ensemble_size=config.model.ensemble_size,
-    )
-
-
-def input_example(frames: Mapping[str, pd.DataFrame], bundle: ModelBundle) -> pd.DataFrame:
-    ticker, frame = next(iter(frames.items()))
-    return model_history_input(frame.iloc[-bundle.min_history :], ticker)
-
-
-def log_figures(fold: FoldResult, config: ForecasterConfig) -> None:
-    """The headline pictures: realised returns inside the model's and GARCH's bands."""
-    ev = fold.evaluation
-    for ticker in list(dict.fromkeys(ev.windows.tickers))[:4]:
-        safe = "".join(c if c.isalnum() else "_" for c in ticker)
-        for name in (MODEL, GARCH):
-            if name in ev.forecasts:
-                figure = return_bands_figure(ev, name, ticker)
-                mlflow.log_figure(figure, f"plots/return_bands_{name}_{safe}.png")
-        mlflow.log_figure(
-            forecast_figure(ev.windows, ev.forecasts[MODEL], ticker, config.model),
-            f"plots/forecast_{safe}.png",
-        )
-    mlflow.log_figure(pit_figure(ev), "plots/pit.png")
-    mlflow.log_figure(calibration_figure(ev), "plots/calibration.png")
-    mlflow.log_figure(training_curves_figure(fold.trained.members), "plots/training_curves.png")
-
-
-def _ratio_tag(ratio: float | None) -> str:
-    """A ratio is None when its baseline scored 0 (prices that never move)."""
-    return "n/a" if ratio is None else f"{ratio:.6f}"
-
-
-def version_tags(data: PreparedData, ev: Evaluation, run_id: str) -> dict[str, str]:
-    """Registry tags: what data the version saw and how it scored."""
-    first = min(f.index[0] for f in data.frames.values()).date()
-    last = max(f.index[-1] for f in data.frames.values()).date()
-    summary = ev.summary()
-    return {
-        "tickers": ",".join(data.frames),
-        "data_range": f"{first}..{last}",
-        "test_range": f"{data.split.test_start.date()}..{data.split.test_end.date()}",
-        "test_mae": f"{ev.model.point.mae:.6f}",
-        "naive_mae": f"{ev.scores[NAIVE].point.mae:.6f}",
-        "mae_ratio_vs_naive": _ratio_tag(summary["mae_ratio_vs_naive"]),
-        "test_pinball": f"{ev.model.pinball:.8f}",
-        "pinball_ratio_vs_naive": _ratio_tag(summary["pinball_ratio_vs_naive"]),
-        "pinball_ratio_vs_garch": _ratio_tag(summary["pinball_ratio_vs_garch"]),
-        "run_id": run_id,
-    }
-
-
-# --- walk-forward backtest -------------------------------------------------------------------
 
 
 PREDICTION_COLUMNS = ("ticker", "as_of", "target_date", "last_close", "actual_close")

@@ -1,0 +1,71 @@
+"""What a training run logs besides its metrics: the headline figures, the model's input
+example and the registry tags of a version. The science (baselines, folds, scoring, the
+walk-forward backtest) is `forecaster.backtest`; the flow is `pipelines.retrain`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import mlflow
+import pandas as pd
+
+from forecaster.backtest import FoldResult
+from forecaster.config import ForecasterConfig
+from forecaster.dataset import PreparedData
+from forecaster.evaluation import GARCH, MODEL, NAIVE, Evaluation
+from forecaster.inference import ModelBundle
+from forecaster.plots import (
+    calibration_figure,
+    forecast_figure,
+    pit_figure,
+    return_bands_figure,
+    training_curves_figure,
+)
+from forecaster.registry import model_history_input
+
+
+def input_example(frames: Mapping[str, pd.DataFrame], bundle: ModelBundle) -> pd.DataFrame:
+    ticker, frame = next(iter(frames.items()))
+    return model_history_input(frame.iloc[-bundle.min_history :], ticker)
+
+
+def log_figures(fold: FoldResult, config: ForecasterConfig) -> None:
+    """The headline pictures: realised returns inside the model's and GARCH's bands."""
+    ev = fold.evaluation
+    for ticker in list(dict.fromkeys(ev.windows.tickers))[:4]:
+        safe = "".join(c if c.isalnum() else "_" for c in ticker)
+        for name in (MODEL, GARCH):
+            if name in ev.forecasts:
+                figure = return_bands_figure(ev, name, ticker)
+                mlflow.log_figure(figure, f"plots/return_bands_{name}_{safe}.png")
+        mlflow.log_figure(
+            forecast_figure(ev.windows, ev.forecasts[MODEL], ticker, config.model),
+            f"plots/forecast_{safe}.png",
+        )
+    mlflow.log_figure(pit_figure(ev), "plots/pit.png")
+    mlflow.log_figure(calibration_figure(ev), "plots/calibration.png")
+    mlflow.log_figure(training_curves_figure(fold.trained.members), "plots/training_curves.png")
+
+
+def _ratio_tag(ratio: float | None) -> str:
+    """A ratio is None when its baseline scored 0 (prices that never move)."""
+    return "n/a" if ratio is None else f"{ratio:.6f}"
+
+
+def version_tags(data: PreparedData, ev: Evaluation, run_id: str) -> dict[str, str]:
+    """Registry tags: what data the version saw and how it scored."""
+    first = min(f.index[0] for f in data.frames.values()).date()
+    last = max(f.index[-1] for f in data.frames.values()).date()
+    summary = ev.summary()
+    return {
+        "tickers": ",".join(data.frames),
+        "data_range": f"{first}..{last}",
+        "test_range": f"{data.split.test_start.date()}..{data.split.test_end.date()}",
+        "test_mae": f"{ev.model.point.mae:.6f}",
+        "naive_mae": f"{ev.scores[NAIVE].point.mae:.6f}",
+        "mae_ratio_vs_naive": _ratio_tag(summary["mae_ratio_vs_naive"]),
+        "test_pinball": f"{ev.model.pinball:.8f}",
+        "pinball_ratio_vs_naive": _ratio_tag(summary["pinball_ratio_vs_naive"]),
+        "pinball_ratio_vs_garch": _ratio_tag(summary["pinball_ratio_vs_garch"]),
+        "run_id": run_id,
+    }
