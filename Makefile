@@ -24,10 +24,11 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	touch $@ $(RUN_STAMP)
 
 run: $(RUN_STAMP)
-	$(BIN)/forecaster train --ticker ^GSPC
+	$(BIN)/forecaster train
 	@echo
 	@echo "Serving on http://127.0.0.1:8000 (OpenAPI docs at /docs; Ctrl+C stops). In another shell:"
 	@echo "  curl -s -X POST http://127.0.0.1:8000/v1/predictions -H 'content-type: application/json' -d '{\"ticker\": \"^GSPC\"}'"
+	@echo "  (any ticker of the offline universe: ^GSPC ^IXIC AAPL GOOG IBM MSFT; curl -s http://127.0.0.1:8000/v1/model lists it)"
 	@echo "(It serves the stock-lstm champion; the gate lines above say whether this run earned it.)"
 	$(BIN)/forecaster serve --port 8000
 

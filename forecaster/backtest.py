@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.config import ForecasterConfig
-from forecaster.dataset import PreparedData, build_windows, fit_scaler
+from forecaster.dataset import PreparedData, build_windows, fit_scaler, last_train_days
 from forecaster.evaluation import GARCH, MODEL, NAIVE, Evaluation, evaluate
 from forecaster.forecasters import (
     GarchForecaster,
@@ -138,13 +138,12 @@ def run_backtest(config: ForecasterConfig, predictions: Path | None = None) -> d
     on the same days; nothing is registered. `predictions` gets every test day as CSV."""
     frames = load_frames(config.data)
     windows = build_windows(frames, config)
-    folds = walk_forward_folds(windows.target_dates, config.split)
+    folds = walk_forward_folds(windows.target_dates, config.split, windows.tickers)
     results = []
     pooled: list[Evaluation] = []
     folds_bar = bar(len(folds), "backtest folds", "fold")
     for number, split in enumerate(folds, start=1):
-        last_train_day = pd.Timestamp(windows.end_dates[split.train].max())
-        scaler = fit_scaler(frames, config, last_train_day)
+        scaler = fit_scaler(frames, config, last_train_days(windows, split.train))
         data = PreparedData(windows=windows, split=split, scaler=scaler, frames=frames)
         logger.info(
             "fold %d/%d: train %d, val %d, test %d windows (%s..%s)",
@@ -171,4 +170,6 @@ def run_backtest(config: ForecasterConfig, predictions: Path | None = None) -> d
         "tickers": list(frames),
         "folds": results,
         "aggregate": aggregate.summary(config.evaluation.lookahead_pinball_ratio),
+        # The same keys on each ticker's own days: evidence belongs to the series it is from.
+        "per_ticker": aggregate.per_ticker_summary(config.evaluation.lookahead_pinball_ratio),
     }

@@ -58,11 +58,19 @@ class YahooConfig(FrozenModel):
     )
 
 
+# The bundled offline universe (forecaster.sources.sample says where each series comes from).
+SAMPLE_UNIVERSE = ("^GSPC", "^IXIC", "AAPL", "GOOG", "IBM", "MSFT")
+
+
 class DataConfig(FrozenModel):
     """Where the OHLCV history comes from."""
 
-    source: SourceName = Field("sample", description="sample (bundled ^GSPC), csv or yahoo")
-    tickers: tuple[str, ...] = Field(("^GSPC",), min_length=1, description="tickers to load")
+    source: SourceName = Field(
+        "sample", description="sample (bundled offline universe), csv or yahoo"
+    )
+    tickers: tuple[str, ...] = Field(
+        SAMPLE_UNIVERSE, min_length=1, description="tickers to load: the model's universe"
+    )
     csv_files: tuple[Path, ...] = Field(
         (), description="CSV files for source=csv, one per ticker (ticker = file stem if unnamed)"
     )
@@ -194,6 +202,14 @@ class TrainingConfig(FrozenModel):
     learning_rate: float = Field(1e-3, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     batch_size: int = Field(64, ge=1, description="training windows per batch")
+    epoch_windows: int | None = Field(
+        4000,
+        ge=1,
+        description="at most this many windows per epoch, drawn with replacement; null: all",
+    )
+    balance_tickers: bool = Field(
+        True, description="draw every ticker's windows equally often, whatever its history"
+    )
     max_epochs: int = Field(30, ge=1, description="upper bound; early stopping usually ends sooner")
     patience: int = Field(5, ge=1, description="epochs without val_loss improvement before stop")
     gradient_clip: float = Field(1.0, gt=0, description="gradient norm clipping")

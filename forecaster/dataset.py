@@ -1,7 +1,7 @@
 """From validated frames to model-ready data: features, windows, a split and a fitted scaler.
 
-The scaler sees only feature rows up to the last training window's as-of date, per ticker, so
-nothing from the validation or test period leaks into the transform.
+The scaler sees only feature rows up to each ticker's own last training window's as-of date, so
+nothing from any ticker's validation or test period leaks into the transform.
 """
 
 from __future__ import annotations
@@ -29,6 +29,18 @@ class PreparedData:
     scaler: FeatureScaler
     frames: Mapping[str, pd.DataFrame]
 
+    def universe(self) -> dict[str, dict[str, str]]:
+        """{ticker: {"first", "last"}}: the dates of the rows each ticker's training windows
+        were built from, so anyone can tell a ticker the model has seen from one it has not."""
+        train = self.windows.take(self.split.train)
+        out = {}
+        for ticker, frame in self.frames.items():
+            mask = train.tickers == ticker
+            if mask.any():
+                last = pd.Timestamp(train.target_dates[mask].max())
+                out[ticker] = {"first": str(frame.index[0].date()), "last": str(last.date())}
+        return out
+
     def part(self, name: str) -> Windows:
         """Scaled windows of one split part: 'train', 'val' or 'test'."""
         index = {"train": self.split.train, "val": self.split.val, "test": self.split.test}[name]
@@ -39,19 +51,29 @@ class PreparedData:
 def build_windows(frames: Mapping[str, pd.DataFrame], config: ForecasterConfig) -> Windows:
     return concat_windows(
         [
-            ticker_windows(frame, config.features, config.windows.lookback)
-            for frame in frames.values()
+            ticker_windows(frame, config.features, config.windows.lookback, ticker)
+            for ticker, frame in frames.items()
         ]
     )
 
 
+def last_train_days(windows: Windows, train: np.ndarray) -> dict[str, pd.Timestamp]:
+    """Each ticker's last training as-of date (tickers with no training window are absent)."""
+    tickers, ends = windows.tickers[train], windows.end_dates[train]
+    return {str(t): pd.Timestamp(ends[tickers == t].max()) for t in dict.fromkeys(tickers.tolist())}
+
+
 def fit_scaler(
-    frames: Mapping[str, pd.DataFrame], config: ForecasterConfig, last_train_day: pd.Timestamp
+    frames: Mapping[str, pd.DataFrame],
+    config: ForecasterConfig,
+    last_train_day: Mapping[str, pd.Timestamp],
 ) -> FeatureScaler:
-    """Fit on every feature row dated on or before the last training window's as-of date."""
+    """Fit on every feature row dated on or before its ticker's last training as-of date."""
     rows = []
-    for frame in frames.values():
-        feats = compute_features(frame.loc[frame.index <= last_train_day], config.features)
+    for ticker, frame in frames.items():
+        if ticker not in last_train_day:
+            continue
+        feats = compute_features(frame.loc[frame.index <= last_train_day[ticker]], config.features)
         rows.append(feats.to_numpy())
     return FeatureScaler.fit(
         np.concatenate(rows), tuple(config.features.names), config.scaling.method
@@ -60,13 +82,13 @@ def fit_scaler(
 
 def prepare(frames: Mapping[str, pd.DataFrame], config: ForecasterConfig) -> PreparedData:
     windows = build_windows(frames, config)
-    split = chronological_split(windows.target_dates, config.split)
-    last_train_day = pd.Timestamp(windows.end_dates[split.train].max())
-    scaler = fit_scaler(frames, config, last_train_day)
+    split = chronological_split(windows.target_dates, config.split, windows.tickers)
+    cutoffs = last_train_days(windows, split.train)
+    scaler = fit_scaler(frames, config, cutoffs)
     logger.info(
         "prepared %d windows (%s), scaler fitted on rows up to %s",
         len(windows),
         split.sizes(),
-        last_train_day.date(),
+        ", ".join(f"{t} {d.date()}" for t, d in cutoffs.items()),
     )
     return PreparedData(windows=windows, split=split, scaler=scaler, frames=frames)

@@ -241,6 +241,30 @@ class Evaluation:
             }
         return out
 
+    def tickers(self) -> list[str]:
+        """The tickers scored, in the order their windows come."""
+        return [str(t) for t in dict.fromkeys(self.windows.tickers.tolist())]
+
+    def by_ticker(self) -> dict[str, Evaluation]:
+        """The same forecasters scored on each ticker's own days: evidence is per series."""
+        out = {}
+        for ticker in self.tickers():
+            rows = np.flatnonzero(self.windows.tickers == ticker)
+            out[ticker] = evaluate(
+                self.windows.take(rows),
+                {name: q[rows] for name, q in self.forecasts.items()},
+                self.levels,
+                self.intervals,
+                self.interval_level,
+            )
+        return out
+
+    def per_ticker_summary(self, lookahead_pinball_ratio: float = 0.85) -> dict[str, Any]:
+        """{ticker: summary()} with the same keys as the pooled summary."""
+        return {
+            ticker: ev.summary(lookahead_pinball_ratio) for ticker, ev in self.by_ticker().items()
+        }
+
     def flat_metrics(self) -> dict[str, float]:
         """Flat `model_mae`, `naive_pinball`, `garch_coverage_0.8`, ... for MLflow."""
         out: dict[str, float] = {}
@@ -300,3 +324,23 @@ def evaluate(
             for name, q in forecasts.items()
         },
     )
+
+
+def summary_row(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline of one summary() as a flat row: a table line per ticker (MLflow's table
+    artifact, the terminal) with the same figures the JSON holds."""
+    model = summary[MODEL]
+    row: dict[str, Any] = {
+        "n_days": summary["n_days"],
+        "pinball": model["pinball"],
+        "pinball_ratio_vs_naive": summary["pinball_ratio_vs_naive"],
+        "dm_p_vs_naive": summary["dm_pinball_vs_naive"]["pvalue"],
+        "pinball_ratio_vs_garch": summary["pinball_ratio_vs_garch"],
+        "dm_p_vs_garch": summary["dm_pinball_vs_garch"]["pvalue"],
+        "mae_ratio_vs_naive": summary["mae_ratio_vs_naive"],
+        "dm_p_mae_worse": summary["dm_mae_worse_vs_naive"]["pvalue"],
+    }
+    for level, coverage in model["coverage"].items():
+        row[f"coverage_{level}"] = coverage
+        row[f"kupiec_p_{level}"] = model["kupiec_pvalue"][level]
+    return row

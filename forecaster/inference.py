@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
@@ -91,6 +91,8 @@ class ModelBundle:
     tickers: tuple[str, ...] = ()
     # Networks whose quantiles the forecast averages (model.ensemble_size).
     ensemble_size: int = 1
+    # {ticker: {"first": date, "last": date}} of the rows the network was trained on.
+    universe: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def median_index(self) -> int:
@@ -119,6 +121,7 @@ class ModelBundle:
                     "source": self.data_source,
                     "adjustment": self.adjustment,
                     "tickers": list(self.tickers),
+                    "universe": {t: dict(r) for t, r in self.universe.items()},
                 },
                 "scaler": self.scaler.to_dict(),
                 "network": {
@@ -154,6 +157,10 @@ class ModelBundle:
             adjustment=trained_on.get("adjustment"),
             tickers=tuple(str(t) for t in trained_on.get("tickers", ())),
             ensemble_size=int(net.get("ensemble_size", 1)),
+            universe={
+                str(t): {"first": str(r["first"]), "last": str(r["last"])}
+                for t, r in (trained_on.get("universe") or {}).items()
+            },
         )
 
     @classmethod
@@ -162,6 +169,7 @@ class ModelBundle:
         config: ForecasterConfig,
         scaler: FeatureScaler,
         frames: Mapping[str, pd.DataFrame] | None = None,
+        universe: Mapping[str, Mapping[str, str]] | None = None,
     ) -> ModelBundle:
         """The one recipe from a config (and the data it was fitted on) to a bundle."""
         frames = frames or {}
@@ -185,6 +193,7 @@ class ModelBundle:
             else None,
             tickers=tuple(frames),
             ensemble_size=config.model.ensemble_size,
+            universe=dict(universe or {}),
         )
 
     def member_network(self, target_scale: float = 1.0) -> LSTMQuantileNet:

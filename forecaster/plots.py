@@ -135,3 +135,41 @@ def training_curves_figure(members: Sequence[Any]) -> Figure:
     ax.set_title("training curves")
     ax.legend(fontsize="small")
     return fig
+
+
+def per_ticker_figure(per_ticker: dict[str, dict[str, Any]]) -> Figure:
+    """Pinball ratio of the model vs each baseline, per ticker (below 1: the model is better
+    on that ticker's own test days), with the 80%-style headline coverage beside it."""
+    tickers = list(per_ticker)
+    x = np.arange(len(tickers))
+    fig = Figure(figsize=(max(6.0, 1.2 * len(tickers) + 2), 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for offset, vs, color in ((-0.2, "naive", "tab:gray"), (0.2, "garch", "tab:orange")):
+        ratios = [per_ticker[t].get(f"pinball_ratio_vs_{vs}") for t in tickers]
+        heights = [np.nan if r is None else r for r in ratios]
+        ax.bar(x + offset, heights, width=0.4, color=color, label=f"vs {vs}")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    low = min([0.9, *(v for t in tickers for v in _ratios(per_ticker[t]))])
+    high = max([1.05, *(v for t in tickers for v in _ratios(per_ticker[t]))])
+    ax.set_ylim(low - 0.01, high + 0.01)
+    labels = []
+    for t in tickers:
+        block = per_ticker[t]
+        headline = str(block["model"]["interval_level"])
+        labels.append(
+            f"{t}\n{block['n_days']} days\n{float(headline):.0%} cov "
+            f"{100 * block['model']['coverage'][headline]:.1f}%"
+        )
+    ax.set_xticks(x, labels, fontsize="small")
+    ax.set_ylabel("model pinball / baseline pinball")
+    ax.set_title("Per ticker, on each ticker's own test days: below 1 the model is better")
+    ax.legend(loc="upper right", fontsize="small")
+    return fig
+
+
+def _ratios(block: dict[str, Any]) -> list[float]:
+    return [
+        float(block[k])
+        for k in ("pinball_ratio_vs_naive", "pinball_ratio_vs_garch")
+        if block.get(k) is not None
+    ]

@@ -163,7 +163,14 @@ def _train_member(
         learning_rate=training.learning_rate,
         weight_decay=training.weight_decay,
     )
-    data = WindowDataModule(train, val, training.batch_size, seed)
+    data = WindowDataModule(
+        train,
+        val,
+        training.batch_size,
+        seed,
+        epoch_windows=training.epoch_windows,
+        balance_tickers=training.balance_tickers,
+    )
     history = _History(desc)
     with tempfile.TemporaryDirectory(prefix="forecaster-ckpt-") as tmp:
         checkpoint = ModelCheckpoint(

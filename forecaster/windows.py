@@ -114,8 +114,11 @@ def all_windows(
     return sliding_windows(feats.to_numpy(), lookback), feats.index[lookback - 1 :]
 
 
-def ticker_windows(frame: pd.DataFrame, features: FeatureConfig, lookback: int) -> Windows:
-    """All windows of one validated OHLCV frame that have a known target."""
+def ticker_windows(
+    frame: pd.DataFrame, features: FeatureConfig, lookback: int, ticker: str | None = None
+) -> Windows:
+    """All windows of one validated OHLCV frame that have a known target, labelled `ticker`
+    (default: the frame's own)."""
     meta = frame_meta(frame)
     why = f"lookback {lookback} + {warmup_rows(features)} warm-up rows + 1 target day"
     feats = _features_for_windows(frame, features, lookback, min_rows(features, lookback), why)
@@ -133,7 +136,7 @@ def ticker_windows(frame: pd.DataFrame, features: FeatureConfig, lookback: int) 
         target_dates=dates[target_pos].to_numpy(dtype="datetime64[ns]"),
         last_close=close.loc[ends].to_numpy(dtype=np.float64),
         target_close=frame[CLOSE].to_numpy(dtype=np.float64)[target_pos],
-        tickers=np.full(len(ends), meta.ticker, dtype=object),
+        tickers=np.full(len(ends), meta.ticker if ticker is None else ticker, dtype=object),
         feature_names=tuple(feats.columns),
     )
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from forecaster.config import ForecasterConfig
 from forecaster.dataset import prepare
+from forecaster.evaluation import summary_row
 from forecaster.features import warmup_rows
 from forecaster.schemas import CLOSE, VOLUME, frame_meta
 from forecaster.sources import load_frames
@@ -156,6 +157,37 @@ def metrics_table(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _num(value: float | None, fmt: str) -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def per_ticker_table(per_ticker: dict[str, Any]) -> list[str]:
+    """One line per ticker on its own test days: the pooled figures can hide a ticker where
+    the model loses."""
+    if not per_ticker:
+        return []
+    first = summary_row(next(iter(per_ticker.values())))
+    levels = [k.removeprefix("coverage_") for k in first if k.startswith("coverage_")]
+    width = max(8, *(len(t) + 1 for t in per_ticker))
+    cov_head = "".join(f"{'cov' + k:>9}" for k in levels)
+    lines = [
+        "per ticker (model vs baselines on each ticker's own test days; p: one-sided DM):",
+        f"  {'':<{width}}{'days':>6}{'vs naive':>10}{'p':>10}{'vs garch':>10}{'p':>10}"
+        f"{'MAE ratio':>10}{cov_head}",
+    ]
+    for ticker, block in per_ticker.items():
+        row = summary_row(block)
+        coverage = "".join(f"{100 * row[f'coverage_{k}']:>8.1f}%" for k in levels)
+        ratios = "".join(
+            f"{_num(row['pinball_ratio_vs_' + vs], '.4f'):>10}"
+            f"{_num(row['dm_p_vs_' + vs], '.3g'):>10}"
+            for vs in ("naive", "garch")
+        )
+        mae = _num(row["mae_ratio_vs_naive"], ".4f")
+        lines.append(f"  {ticker:<{width}}{row['n_days']:>6}{ratios}{mae:>10}{coverage}")
+    return lines
+
+
 def run_url(tracking_uri: str, experiment_id: str, run_id: str, path: str = "") -> str:
     """The run's page in the MLflow UI: the tracking server's own, or `forecaster ui`'s
     default address for a local store."""
@@ -190,9 +222,16 @@ def retrain_text(result: Any) -> str:
         lines.append(f"run {payload['run_id']}{epochs}")
     if result.step_seconds:
         lines.append("steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.step_seconds.items()))
+    if payload["universe"]:
+        lines.append(
+            "universe: "
+            + ", ".join(f"{t} {r['first']}..{r['last']}" for t, r in payload["universe"].items())
+        )
     if payload["metrics"]:
-        lines.append(f"test period: {payload['metrics']['n_days']} days")
+        lines.append(f"test period: {payload['metrics']['n_days']} days, all tickers pooled")
         lines += metrics_table(payload["metrics"])
+    if payload["per_ticker"] and len(payload["per_ticker"]) > 1:
+        lines += per_ticker_table(payload["per_ticker"])
     if payload["model_version"]:
         lines.append(
             f"registered {payload['model_name']} version {payload['model_version']} "
@@ -227,4 +266,6 @@ def backtest_text(payload: dict[str, Any]) -> str:
         )
     lines.append("all folds pooled:")
     lines += metrics_table(payload["aggregate"])
+    if len(payload.get("per_ticker") or {}) > 1:
+        lines += per_ticker_table(payload["per_ticker"])
     return "\n".join(lines)

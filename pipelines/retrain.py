@@ -54,7 +54,7 @@ from forecaster.tracking import (
 from forecaster.windows import min_rows
 from pipelines.lock import exclusive_lock
 from pipelines.orphans import close_orphaned_runs, owner_tags
-from pipelines.run_artifacts import input_example, log_figures, version_tags
+from pipelines.run_artifacts import input_example, log_figures, log_per_ticker, version_tags
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class Validated:
 class Evaluated:
     fold: FoldResult
     champion: ChampionScores | None
+    per_ticker: Mapping[str, Any]  # {ticker: the summary's keys on that ticker's test days}
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ class RetrainResult:
     step_seconds: Mapping[str, float] | None = None
     experiment_id: str = ""
     step_runs: Mapping[str, str] | None = None  # step name -> its nested run's id
+    # {ticker: {"first", "last"}} of the training rows, and each ticker's own test scores.
+    universe: Mapping[str, Mapping[str, str]] | None = None
+    per_ticker: Mapping[str, Any] | None = None
 
     @property
     def model_uri(self) -> str | None:
@@ -129,7 +133,9 @@ class RetrainResult:
             "step_seconds": dict(self.step_seconds or {}),
             "experiment_id": self.experiment_id or None,
             "step_runs": dict(self.step_runs or {}),
+            "universe": {t: dict(r) for t, r in (self.universe or {}).items()},
             "metrics": self.evaluation.summary() if self.evaluation else None,
+            "per_ticker": dict(self.per_ticker) if self.per_ticker is not None else None,
         }
 
 
@@ -223,11 +229,12 @@ def evaluate_step(
     for flag in summary["red_flags"]:
         logger.warning("red flag (probable look-ahead, check the data): %s", flag)
     log_figures(fold, config)
-    return Evaluated(fold, champion)
+    per_ticker = log_per_ticker(evaluation, config)
+    return Evaluated(fold, champion, per_ticker)
 
 
 def register_step(data: PreparedData, evaluated: Evaluated, config: ForecasterConfig) -> str:
-    bundle = ModelBundle.from_config(config, data.scaler, data.frames)
+    bundle = ModelBundle.from_config(config, data.scaler, data.frames, data.universe())
     forecaster = Forecaster(bundle, evaluated.fold.trained.network)
     info = log_pyfunc(forecaster, input_example(data.frames, bundle))
     mlflow.log_dict(data.scaler.to_dict(), "scaler.json")
@@ -316,6 +323,9 @@ def _run_steps(
     if runner.stop_after("validate"):
         return partial
     prepared = runner.step("features", lambda: features(validated, config))
+    universe = prepared.universe()
+    mlflow.log_dict(universe, "universe.json")
+    partial = base = replace(base, universe=universe)
     if runner.stop_after("features"):
         return partial
     model = runner.step("train", lambda: train(prepared, config))
@@ -329,7 +339,7 @@ def _run_steps(
         why = "stopped after step register" if config.tracking.promote else "tracking.promote off"
         return replace(base, status="kept", reason=why, model_version=version,
                        fold=evaluated.fold, evaluation=evaluated.fold.evaluation,
-                       step_seconds=runner.seconds)  # fmt: skip
+                       per_ticker=evaluated.per_ticker, step_seconds=runner.seconds)  # fmt: skip
     decision = runner.step(
         "promote", lambda: promote_step(evaluated, version, config, options.replace_champion)
     )
@@ -340,6 +350,7 @@ def _run_steps(
         model_version=version,
         decision=decision,
         evaluation=evaluated.fold.evaluation,
+        per_ticker=evaluated.per_ticker,
         fold=evaluated.fold,
         step_seconds=runner.seconds,
     )

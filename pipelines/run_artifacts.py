@@ -5,6 +5,7 @@ walk-forward backtest) is `forecaster.backtest`; the flow is `pipelines.retrain`
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -12,11 +13,12 @@ import pandas as pd
 from forecaster.backtest import FoldResult
 from forecaster.config import ForecasterConfig
 from forecaster.dataset import PreparedData
-from forecaster.evaluation import GARCH, MODEL, NAIVE, Evaluation
+from forecaster.evaluation import GARCH, MODEL, NAIVE, Evaluation, summary_row
 from forecaster.inference import ModelBundle
 from forecaster.plots import (
     calibration_figure,
     forecast_figure,
+    per_ticker_figure,
     pit_figure,
     return_bands_figure,
     training_curves_figure,
@@ -69,3 +71,28 @@ def version_tags(data: PreparedData, ev: Evaluation, run_id: str) -> dict[str, s
         "pinball_ratio_vs_garch": _ratio_tag(summary["pinball_ratio_vs_garch"]),
         "run_id": run_id,
     }
+
+
+def metric_key(text: str) -> str:
+    """A ticker as MLflow accepts it in a metric name (^GSPC -> _GSPC)."""
+    return "".join(c if c.isalnum() or c in "-._" else "_" for c in text)
+
+
+def log_per_ticker(ev: Evaluation, config: ForecasterConfig) -> dict[str, dict[str, Any]]:
+    """Every ticker's own scores: per_ticker.json (the summary's keys per ticker), a table
+    artifact, `ticker.<T>.<metric>` metrics and the per-ticker ratio plot."""
+    per_ticker = ev.per_ticker_summary(config.evaluation.lookahead_pinball_ratio)
+    rows = {ticker: summary_row(block) for ticker, block in per_ticker.items()}
+    mlflow.log_dict(per_ticker, "per_ticker.json")
+    mlflow.log_table(
+        pd.DataFrame([{"ticker": t, **row} for t, row in rows.items()]), "per_ticker_table.json"
+    )
+    metrics = {
+        f"ticker.{metric_key(ticker)}.{key}": float(value)
+        for ticker, row in rows.items()
+        for key, value in row.items()
+        if value is not None
+    }
+    mlflow.log_metrics(metrics)
+    mlflow.log_figure(per_ticker_figure(per_ticker), "plots/per_ticker_ratios.png")
+    return per_ticker

@@ -26,7 +26,7 @@ from forecaster.config import (
     SplitConfig,
     with_values,
 )
-from forecaster.dataset import PreparedData, build_windows, fit_scaler
+from forecaster.dataset import PreparedData, build_windows, fit_scaler, last_train_days
 from forecaster.errors import ConfigError
 from forecaster.forecasters.lstm import LSTMForecaster
 from forecaster.scores import pinball
@@ -125,10 +125,11 @@ def trial_config(
 
 
 def test_start(config: ForecasterConfig, frames: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
-    """First test target date of the base config: fixed for the whole study, so a trial's
-    lookback or features cannot move the test period into the search."""
+    """First test target date of the base config, the earliest over tickers: fixed for the
+    whole study, so a trial's lookback or features cannot move any ticker's test period into
+    the search."""
     windows = build_windows(frames, config)
-    return chronological_split(windows.target_dates, config.split).test_start
+    return chronological_split(windows.target_dates, config.split, windows.tickers).test_start
 
 
 @dataclass(frozen=True)
@@ -155,11 +156,11 @@ def score_config(
         pre.target_dates,
         SplitConfig(folds=tuning.folds, test_fraction=tuning.fold_fraction,
                     val_fraction=config.split.val_fraction, gap=config.split.gap),
+        pre.tickers,
     )  # fmt: skip
     scores = []
     for number, split in enumerate(folds, start=1):
-        last_train_day = pd.Timestamp(pre.end_dates[split.train].max())
-        scaler = fit_scaler(frames, config, last_train_day)
+        scaler = fit_scaler(frames, config, last_train_days(pre, split.train))
         data = PreparedData(windows=pre, split=split, scaler=scaler, frames=frames)
         model = LSTMForecaster(config, callbacks if number == 1 else ()).fit(data)
         scored = pre.take(split.test)

@@ -94,6 +94,11 @@ class BatchResponse(BaseModel):
     results: list[BatchItem]
 
 
+class TickerRange(BaseModel):
+    first: date = Field(description="first day of the ticker's training rows")
+    last: date = Field(description="last training target day of the ticker")
+
+
 class ModelInfo(BaseModel):
     name: str
     version: str
@@ -109,7 +114,12 @@ class ModelInfo(BaseModel):
     interval_level: float
     test_metrics: dict[str, float] = Field(
         description="the version's test scores: MAE vs naive persistence, pinball vs naive "
-        "and GARCH"
+        "and GARCH, pooled over its universe's test days"
+    )
+    universe: dict[str, TickerRange] = Field(
+        default_factory=dict,
+        description="tickers the model was trained on, with the dates of their training rows; "
+        "a ticker not listed here is one the model has never seen",
     )
 
 

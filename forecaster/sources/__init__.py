@@ -61,6 +61,10 @@ def make_source(config: DataConfig) -> OHLCVSource:
     )
 
 
+class _OutsideRangeError(DataValidationError):
+    """A ticker with no rows inside the configured date range."""
+
+
 def clip_dates(frame: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
     meta = frame_meta(frame)
     clipped = frame
@@ -69,7 +73,7 @@ def clip_dates(frame: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
     if config.end is not None:
         clipped = clipped.loc[clipped.index <= pd.Timestamp(config.end)]
     if clipped.empty:
-        raise DataValidationError(
+        raise _OutsideRangeError(
             f"{meta.origin}: no rows between {config.start or 'the start'} and "
             f"{config.end or 'the end'} (data covers {frame.index[0].date()} to "
             f"{frame.index[-1].date()})"
@@ -78,11 +82,20 @@ def clip_dates(frame: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
 
 
 def load_frames(config: DataConfig, source: OHLCVSource | None = None) -> dict[str, pd.DataFrame]:
-    """Load and validate every configured ticker; all succeed or the first failure is raised."""
+    """Load and validate every configured ticker; all succeed or the first failure is raised.
+
+    A universe's tickers cover different dates: one with no rows inside data.start..data.end is
+    left out with a warning, and only a range that leaves no ticker at all is an error.
+    """
     source = source or make_source(config)
     frames = {}
+    outside: list[DataValidationError] = []
     for ticker in resolved_tickers(config):
-        frame = clip_dates(source.load(ticker), config)
+        try:
+            frame = clip_dates(source.load(ticker), config)
+        except _OutsideRangeError as exc:
+            outside.append(exc)
+            continue
         logger.info(
             "loaded %s from %s: %d rows, %s to %s",
             ticker,
@@ -92,4 +105,8 @@ def load_frames(config: DataConfig, source: OHLCVSource | None = None) -> dict[s
             frame.index[-1].date(),
         )
         frames[ticker] = frame
+    if not frames:
+        raise outside[0]
+    for skipped in outside:
+        logger.warning("%s; left out", skipped)
     return frames

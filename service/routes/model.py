@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.deps import Model
-from service.schemas import ModelInfo
+from service.schemas import ModelInfo, TickerRange
 
 router = APIRouter(tags=["model"])
 
@@ -40,4 +40,5 @@ async def model_info(model: Model) -> ModelInfo:
         min_history=bundle.min_history,
         interval_level=bundle.interval_level,
         test_metrics=_reported(model.tags),
+        universe={ticker: TickerRange.model_validate(r) for ticker, r in bundle.universe.items()},
     )

@@ -9,6 +9,7 @@ import pytest
 from forecaster.config import ForecasterConfig, load_config
 
 TINY = [
+    "data.tickers=[^GSPC]",
     "data.start=2014-01-01",
     "windows.lookback=10",
     "features.volume_window=10",

@@ -86,7 +86,7 @@ def test_run_records_params_metrics_datasets_and_artifacts(
     assert plots == {
         "plots/return_bands_model__GSPC.png", "plots/return_bands_garch__GSPC.png",
         "plots/forecast__GSPC.png", "plots/pit.png", "plots/calibration.png",
-        "plots/training_curves.png",
+        "plots/training_curves.png", "plots/per_ticker_ratios.png",
     }  # fmt: skip
 
 
@@ -216,7 +216,7 @@ def test_cli_train_json_and_backtest_on_a_user_csv(
 
     # predict names the day it forecasts, as the API does: the next NYSE session.
     predict = ["-q", "predict", "--data-dir", str(data_dir), "--set", f"tracking.tracking_uri={uri}",
-               "--model-uri", "models:/stock-lstm/1"]  # fmt: skip
+               "--model-uri", "models:/stock-lstm/1", "--ticker", "^GSPC"]  # fmt: skip
     assert main([*predict, "--json"]) == 0
     (forecast,) = json.loads(capsys.readouterr().out)["forecasts"]
     assert (forecast["as_of"], forecast["target_date"]) == ("2018-12-31", "2019-01-02")

@@ -54,6 +54,10 @@ def test_model_info(client: TestClient, registry: Registry) -> None:
     assert info["run_id"] == registry.version_run_id
     assert info["training_data_range"] == "2014-01-02..2018-12-31"
     assert info["lookback"] == 10
+    # The universe: the tickers the model has seen, with the dates of their training rows.
+    assert list(info["universe"]) == ["^GSPC"]
+    assert info["universe"] == registry.result.to_dict()["universe"]
+    assert info["universe"]["^GSPC"]["first"] == "2014-01-02"
     # min_history is the contract for client history: that many rows work, one fewer does not.
     needed = info["min_history"]
     body = {"ticker": "^GSPC", "history": history_rows(needed)}

@@ -50,7 +50,7 @@ def test_windows_json_reports_shapes_and_splits(capsys: pytest.CaptureFixture[st
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
-        (["data", "--ticker", "AAPL"], "bundled data holds only ^GSPC, not 'AAPL'"),
+        (["data", "--ticker", "TSLA"], "bundled data holds only ^GSPC, ^IXIC, "),
         (["windows", "--set", "windows.lookbak=5"], "windows.lookbak: unknown key"),
         (["windows", "--end", "1999-02-01"], "rows, need at least"),
         (["data", "--csv", "/nonexistent/x.csv"], "/nonexistent/x.csv: file not found"),

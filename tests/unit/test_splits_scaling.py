@@ -92,3 +92,43 @@ def test_prepared_training_part_is_standardised_but_test_part_is_not_refit(
     assert np.abs(last_rows.mean(axis=0)).max() < 0.1
     assert data.part("test").x.dtype == np.float32
     assert len(data.part("val")) == len(data.split.val)
+
+
+def test_tickers_with_different_ranges_each_get_their_own_split() -> None:
+    """An index since 2010 and a stock that ends earlier: fractions apply to each ticker's own
+    dates, so the stock is tested on its own last days instead of on none."""
+    index = pd.bdate_range("2010-01-01", periods=1000).to_numpy()
+    stock = pd.bdate_range("2011-01-03", periods=400).to_numpy()
+    target = np.concatenate([index, stock])
+    tickers = np.array(["IDX"] * 1000 + ["STK"] * 400, dtype=object)
+    config = SplitConfig(val_fraction=0.2, test_fraction=0.1)
+    split = chronological_split(target, config, tickers)
+    for name, n in (("IDX", 1000), ("STK", 400)):
+        rows = [idx[tickers[idx] == name] for idx in (split.train, split.val, split.test)]
+        assert [len(r) for r in rows] == [n - round(0.2 * n) - round(0.1 * n),
+                                          round(0.2 * n), round(0.1 * n)]  # fmt: skip
+        assert target[rows[0]].max() < target[rows[1]].min()
+        assert target[rows[1]].max() < target[rows[2]].min()
+    # The calendar split alone would leave the stock with no test day at all.
+    assert chronological_split(target, config).test.min() < 1000
+    assert not np.any(tickers[chronological_split(target, config).test] == "STK")
+    assert split.test_start == pd.Timestamp(stock[360])
+    assert split.test_end == pd.Timestamp(index[-1])
+    folds = walk_forward_folds(target, SplitConfig(folds=2, test_fraction=0.2), tickers)
+    for fold in folds:
+        assert set(tickers[fold.test]) == {"IDX", "STK"}
+
+
+def test_a_ticker_too_short_to_split_is_named() -> None:
+    target = np.concatenate([dates(500), dates(2)])
+    tickers = np.array(["LONG"] * 500 + ["TINY"] * 2, dtype=object)
+    with pytest.raises(DataValidationError, match=r"^TINY: split"):
+        chronological_split(target, SplitConfig(val_fraction=0.2, test_fraction=0.2), tickers)
+
+
+def test_balanced_sampling_gives_every_ticker_the_same_share() -> None:
+    from forecaster.model.datamodule import ticker_weights
+
+    tickers = np.array(["A"] * 900 + ["B"] * 100, dtype=object)
+    weights = ticker_weights(tickers)
+    assert weights[tickers == "A"].sum() == pytest.approx(weights[tickers == "B"].sum())
