@@ -21,6 +21,7 @@ import pandas as pd
 from forecaster.config import ForecasterConfig
 from forecaster.dataset import PreparedData, build_windows, fit_scaler, last_train_days
 from forecaster.evaluation import GARCH, MODEL, NAIVE, Evaluation, evaluate
+from forecaster.fallback import GARCH_MIN_RETURNS
 from forecaster.forecasters import (
     GarchForecaster,
     LinearQuantileForecaster,
@@ -28,6 +29,15 @@ from forecaster.forecasters import (
     QuantileForecaster,
 )
 from forecaster.forecasters.lstm import LSTMForecaster
+from forecaster.gate import (
+    GARCH_METHOD,
+    UNSEEN_SCOPE,
+    DayScores,
+    Evidence,
+    GateConfig,
+    Route,
+    route,
+)
 from forecaster.inference import quantile_column
 from forecaster.progress import bar
 from forecaster.sources import load_frames
@@ -83,6 +93,46 @@ def score_on_test(
 
 def fit_baselines(data: PreparedData, config: ForecasterConfig) -> dict[str, QuantileForecaster]:
     return {name: forecaster.fit(data) for name, forecaster in baselines(config).items()}
+
+
+def day_scores(ev: Evaluation, name: str) -> DayScores:
+    """One forecaster's per-day losses, as the gate and the routing rule read them."""
+    s = ev.scores[name]
+    return DayScores(pinball=s.day_pinball, abs_error=s.day_abs_error, violations=s.day_violations)
+
+
+def gate_config(config: ForecasterConfig) -> GateConfig:
+    return GateConfig(config.evaluation.dm_alpha, config.evaluation.kupiec_alpha)
+
+
+def ticker_routes(ev: Evaluation, config: ForecasterConfig) -> dict[str, Route]:
+    """Which forecaster serves each ticker, from the scores on that ticker's own test days
+    (none with evaluation.route_per_ticker off: the model then serves every ticker)."""
+    if not config.evaluation.route_per_ticker:
+        return {}
+    gate = gate_config(config)
+    return {
+        ticker: route(day_scores(t, MODEL), day_scores(t, NAIVE), day_scores(t, GARCH), gate)
+        for ticker, t in ev.by_ticker().items()
+    }
+
+
+def unseen_route(config: ForecasterConfig) -> Route | None:
+    """The rule for a ticker outside the universe until leave-tickers-out evidence exists: no
+    evidence that the model transfers, so a baseline on the ticker's own history serves."""
+    if not config.evaluation.route_per_ticker:
+        return None
+    return Route(
+        GARCH_METHOD,
+        f"no evidence yet that the model transfers to tickers it has not seen: GARCH(1,1)-t "
+        f"fitted on the request's history ({GARCH_MIN_RETURNS}+ returns), else the random walk",
+        Evidence(UNSEEN_SCOPE, 0, None, None, None, None, {}),
+    )
+
+
+def garch_params(fold: FoldResult) -> dict[str, dict[str, float]]:
+    forecaster = fold.forecasters.get(GARCH)
+    return forecaster.params if isinstance(forecaster, GarchForecaster) else {}
 
 
 def fit_fold(data: PreparedData, config: ForecasterConfig) -> FoldResult:

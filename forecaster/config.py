@@ -250,6 +250,11 @@ class EvaluationConfig(FrozenModel):
         description="a pinball ratio vs naive below this on daily data is flagged as "
         "probable look-ahead",
     )
+    route_per_ticker: bool = Field(
+        True,
+        description="serve each ticker by the forecaster that earned it on its own test days "
+        "(the model, GARCH or the random walk); false: the model serves every ticker",
+    )
 
 
 class TrackingConfig(FrozenModel):

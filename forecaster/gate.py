@@ -155,3 +155,129 @@ def decide(
     else:
         reason = "not promoted: " + "; ".join(f"{c.name} failed ({c.detail})" for c in failed)
     return Decision(promoted=promoted, criteria=tuple(criteria), reason=reason)
+
+
+# --- per-ticker routing: which forecaster serves each ticker ---------------------------------
+
+LSTM, GARCH_METHOD, NAIVE_METHOD = "lstm", "garch", "naive"
+METHODS = (LSTM, GARCH_METHOD, NAIVE_METHOD)
+TICKER_SCOPE, UNSEEN_SCOPE = "ticker", "unseen"
+
+
+def _none_if_nan(value: float) -> float | None:
+    return None if not math.isfinite(value) else float(value)
+
+
+def _ratio(ours: np.ndarray, theirs: np.ndarray) -> float | None:
+    """Mean loss ratio; None when the baseline's loss is zero or either is not finite (a
+    series that never moves has nothing to compare)."""
+    mine, base = float(np.mean(ours)), float(np.mean(theirs))
+    return mine / base if base > 0 and math.isfinite(mine) and math.isfinite(base) else None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a served method rests on: the model against both baselines on the same days."""
+
+    scope: str  # "ticker": the ticker's own test days; "unseen": tickers held out of training
+    days: int
+    pinball_ratio_vs_naive: float | None
+    pinball_ratio_vs_garch: float | None
+    p_model_not_better_than_naive: float | None  # one-sided Diebold-Mariano
+    p_model_worse_than_garch: float | None  # one-sided Diebold-Mariano
+    kupiec_pvalues: Mapping[str, float | None]  # the model's bands, by interval level
+
+
+@dataclass(frozen=True)
+class Route:
+    """The method that serves a ticker, why, and the evidence."""
+
+    method: str  # one of METHODS
+    reason: str
+    evidence: Evidence
+
+    def to_dict(self) -> dict[str, object]:
+        e = self.evidence
+        return {
+            "method": self.method,
+            "reason": self.reason,
+            "evidence": {
+                "scope": e.scope,
+                "days": e.days,
+                "pinball_ratio_vs_naive": e.pinball_ratio_vs_naive,
+                "pinball_ratio_vs_garch": e.pinball_ratio_vs_garch,
+                "p_model_not_better_than_naive": e.p_model_not_better_than_naive,
+                "p_model_worse_than_garch": e.p_model_worse_than_garch,
+                "kupiec_pvalues": dict(e.kupiec_pvalues),
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Route:
+        e = data.get("evidence")
+        if not isinstance(e, Mapping) or data.get("method") not in METHODS:
+            raise ValueError(f"not a route: {data!r:.200}")
+
+        def num(key: str) -> float | None:
+            value = e.get(key)
+            return None if value is None else float(value)
+
+        return cls(
+            method=str(data["method"]),
+            reason=str(data.get("reason", "")),
+            evidence=Evidence(
+                scope=str(e["scope"]),
+                days=int(e["days"]),
+                pinball_ratio_vs_naive=num("pinball_ratio_vs_naive"),
+                pinball_ratio_vs_garch=num("pinball_ratio_vs_garch"),
+                p_model_not_better_than_naive=num("p_model_not_better_than_naive"),
+                p_model_worse_than_garch=num("p_model_worse_than_garch"),
+                kupiec_pvalues={
+                    str(k): None if v is None else float(v)
+                    for k, v in (e.get("kupiec_pvalues") or {}).items()
+                },
+            ),
+        )
+
+
+def route(
+    model: DayScores,
+    naive: DayScores,
+    garch: DayScores,
+    config: GateConfig = GateConfig(),
+    scope: str = TICKER_SCOPE,
+) -> Route:
+    """Which forecaster serves a ticker, from scores on the same days (its own test days, or
+    held-out tickers' for the unseen). The model serves only where it earned it:
+
+    1. its pinball beats the empirical random walk: one-sided DM p < dm_alpha;
+    2. it is not significantly worse than GARCH: one-sided DM p (worse) >= dm_alpha;
+    3. every served interval passes Kupiec's test at kupiec_alpha.
+
+    Elsewhere the baseline with the lower mean pinball on those days serves.
+    """
+    n = len(model.pinball)
+    if len(naive.pinball) != n or len(garch.pinball) != n:
+        raise ValueError("model, naive and garch scores must cover the same days")
+    _, p_better, _ = diebold_mariano(model.pinball, naive.pinball)
+    _, _, p_worse = diebold_mariano(model.pinball, garch.pinball)
+    vs_naive, vs_garch = _ratio(model.pinball, naive.pinball), _ratio(model.pinball, garch.pinball)
+    kupiec = {
+        f"{c:g}": _none_if_nan(kupiec_pvalue(hits, c))
+        for c, hits in sorted(model.violations.items())
+    }
+    evidence = Evidence(scope, n, vs_naive, vs_garch, _none_if_nan(p_better),
+                        _none_if_nan(p_worse), kupiec)  # fmt: skip
+    failed = []
+    if vs_naive is None or not p_better < config.dm_alpha:
+        failed.append(f"does not beat the random walk (DM p {_fmt(p_better)})")
+    if vs_garch is None or p_worse < config.dm_alpha:
+        failed.append(f"significantly worse than GARCH (DM p {_fmt(p_worse)})")
+    bad_bands = [k for k, p in kupiec.items() if p is None or not p >= config.kupiec_alpha]
+    if bad_bands or not kupiec:
+        failed.append(f"bands fail Kupiec ({', '.join(bad_bands) or 'none scored'})")
+    if not failed:
+        return Route(LSTM, f"the model earned it on {n} {scope} days", evidence)
+    garch_mean, naive_mean = float(np.mean(garch.pinball)), float(np.mean(naive.pinball))
+    best = GARCH_METHOD if garch_mean < naive_mean else NAIVE_METHOD
+    return Route(best, f"model {'; '.join(failed)}; {best} had the lower pinball", evidence)

@@ -7,6 +7,7 @@ pickles `StockForecastModel` by reference, so this module has to stay importable
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,9 @@ from torch import nn
 
 from forecaster.config import FeatureConfig, ForecasterConfig, level_key
 from forecaster.errors import DataValidationError, ModelFormatError
+from forecaster.fallback import GARCH_MIN_RETURNS, fit_garch, garch_quantiles, naive_quantiles
 from forecaster.features import warmup_rows
+from forecaster.gate import GARCH_METHOD, NAIVE_METHOD, Route
 from forecaster.model.network import LSTMQuantileNet, combine
 from forecaster.predict import predict_quantiles
 from forecaster.scaling import FeatureScaler
@@ -35,6 +38,8 @@ from forecaster.schemas import (
     validate_ohlcv,
 )
 from forecaster.windows import all_windows, latest_array_window, latest_window
+
+logger = logging.getLogger(__name__)
 
 BUNDLE_FILE = "bundle.json"
 WEIGHTS_FILE = "network.pt"
@@ -93,6 +98,15 @@ class ModelBundle:
     ensemble_size: int = 1
     # {ticker: {"first": date, "last": date}} of the rows the network was trained on.
     universe: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Which forecaster serves each ticker of the universe, and on what evidence (gate.route);
+    # `unseen` is the rule for every other ticker. Empty in bundles made before routing: the
+    # network then serves every ticker, as it did.
+    routes: Mapping[str, Route] = field(default_factory=dict)
+    unseen: Route | None = None
+    # GARCH(1,1)-t parameters (percent units) fitted on each universe ticker's training returns,
+    # filtered over a request's history when GARCH serves that ticker.
+    garch_params: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    naive_window: int = 250  # trailing returns behind the served random walk
 
     @property
     def median_index(self) -> int:
@@ -123,6 +137,12 @@ class ModelBundle:
                     "tickers": list(self.tickers),
                     "universe": {t: dict(r) for t, r in self.universe.items()},
                 },
+                "serving": {
+                    "routes": {t: r.to_dict() for t, r in self.routes.items()},
+                    "unseen": self.unseen.to_dict() if self.unseen is not None else None,
+                    "garch_params": {t: dict(p) for t, p in self.garch_params.items()},
+                    "naive_window": self.naive_window,
+                },
                 "scaler": self.scaler.to_dict(),
                 "network": {
                     "n_features": self.n_features,
@@ -141,6 +161,7 @@ class ModelBundle:
         data = json.loads(text)
         net = data["network"]
         trained_on = data.get("data") or {}
+        serving = data.get("serving") or {}
         return cls(
             features=FeatureConfig.model_validate(data["features"]),
             lookback=int(data["lookback"]),
@@ -161,6 +182,13 @@ class ModelBundle:
                 str(t): {"first": str(r["first"]), "last": str(r["last"])}
                 for t, r in (trained_on.get("universe") or {}).items()
             },
+            routes={str(t): Route.from_dict(r) for t, r in (serving.get("routes") or {}).items()},
+            unseen=Route.from_dict(serving["unseen"]) if serving.get("unseen") else None,
+            garch_params={
+                str(t): {str(k): float(v) for k, v in p.items()}
+                for t, p in (serving.get("garch_params") or {}).items()
+            },
+            naive_window=int(serving.get("naive_window", 250)),
         )
 
     @classmethod
@@ -170,6 +198,9 @@ class ModelBundle:
         scaler: FeatureScaler,
         frames: Mapping[str, pd.DataFrame] | None = None,
         universe: Mapping[str, Mapping[str, str]] | None = None,
+        routes: Mapping[str, Route] | None = None,
+        unseen: Route | None = None,
+        garch_params: Mapping[str, Mapping[str, float]] | None = None,
     ) -> ModelBundle:
         """The one recipe from a config (and the data it was fitted on) to a bundle."""
         frames = frames or {}
@@ -194,6 +225,10 @@ class ModelBundle:
             tickers=tuple(frames),
             ensemble_size=config.model.ensemble_size,
             universe=dict(universe or {}),
+            routes=dict(routes or {}),
+            unseen=unseen,
+            garch_params=dict(garch_params or {}),
+            naive_window=config.evaluation.naive_window,
         )
 
     def member_network(self, target_scale: float = 1.0) -> LSTMQuantileNet:
@@ -247,6 +282,16 @@ class ModelBundle:
         return warmup_rows(self.features) + self.lookback
 
 
+@dataclass(frozen=True)
+class Served:
+    """A baseline's forecast: which method made it, its log-return quantiles, and whether GARCH
+    was fitted on the request's own history (an unseen ticker)."""
+
+    method: str
+    quantiles: np.ndarray
+    fitted_on_request: bool = False
+
+
 class Forecaster:
     """Raw daily OHLCV history in, next-trading-day forecast with its interval out."""
 
@@ -268,6 +313,28 @@ class Forecaster:
         bundle_path.write_text(self.bundle.to_json(), encoding="utf-8")
         torch.save(self.network.state_dict(), weights_path)
         return bundle_path, weights_path
+
+    def route_for(self, ticker: str) -> Route | None:
+        """How `ticker` is served: its own route, the unseen rule, or None (a bundle made
+        before routing, where the network serves every ticker)."""
+        return self.bundle.routes.get(ticker, self.bundle.unseen)
+
+    def baseline_forecast(self, ticker: str, method: str, closes: np.ndarray) -> Served:
+        """A baseline's next-day quantiles from a history's closes: GARCH with the ticker's
+        training parameters, else fitted on the history when it is long enough, else the
+        random walk (which also answers when `method` is naive)."""
+        levels = self.bundle.quantiles
+        if method == GARCH_METHOD:
+            params = self.bundle.garch_params.get(ticker)
+            if params is not None:
+                return Served(GARCH_METHOD, garch_quantiles(closes, levels, params))
+            if len(closes) - 1 >= GARCH_MIN_RETURNS:
+                try:
+                    fitted = fit_garch(closes)
+                    return Served(GARCH_METHOD, garch_quantiles(closes, levels, fitted), True)
+                except DataValidationError as exc:
+                    logger.info("%s: GARCH fit refused (%s); the random walk answers", ticker, exc)
+        return Served(NAIVE_METHOD, naive_quantiles(closes, levels, self.bundle.naive_window))
 
     def _rows(
         self, ticker: str, as_of: pd.DatetimeIndex, last_close: np.ndarray, q: np.ndarray

@@ -232,6 +232,13 @@ def retrain_text(result: Any) -> str:
         lines += metrics_table(payload["metrics"])
     if payload["per_ticker"] and len(payload["per_ticker"]) > 1:
         lines += per_ticker_table(payload["per_ticker"])
+    if payload["routes"]:
+        lines.append(
+            "served by (per ticker: the model only where it beat the random walk, was "
+            "not worse than GARCH and passed Kupiec on the ticker's own days):"
+        )
+        for ticker, r in payload["routes"].items():
+            lines.append(f"  {ticker}: {r['method']} ({r['reason']})")
     if payload["model_version"]:
         lines.append(
             f"registered {payload['model_name']} version {payload['model_version']} "

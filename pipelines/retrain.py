@@ -22,14 +22,23 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from forecaster.backtest import FoldResult, fit_baselines, score_on_test
+from forecaster.backtest import (
+    FoldResult,
+    day_scores,
+    fit_baselines,
+    garch_params,
+    gate_config,
+    score_on_test,
+    ticker_routes,
+    unseen_route,
+)
 from forecaster.config import ForecasterConfig
 from forecaster.dataset import PreparedData, prepare
 from forecaster.errors import DataValidationError, RetrainError, TrackingError
 from forecaster.evaluation import MODEL, NAIVE, Evaluation
 from forecaster.forecasters import QuantileForecaster
 from forecaster.forecasters.lstm import LSTMForecaster
-from forecaster.gate import ChampionScores, DayScores, Decision, GateConfig, decide
+from forecaster.gate import ChampionScores, Decision, Route, decide
 from forecaster.inference import Forecaster, ModelBundle
 from forecaster.registry import (
     CHAMPION,
@@ -86,6 +95,7 @@ class Evaluated:
     fold: FoldResult
     champion: ChampionScores | None
     per_ticker: Mapping[str, Any]  # {ticker: the summary's keys on that ticker's test days}
+    routes: Mapping[str, Route]  # which forecaster serves each ticker, on what evidence
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,7 @@ class RetrainResult:
     # {ticker: {"first", "last"}} of the training rows, and each ticker's own test scores.
     universe: Mapping[str, Mapping[str, str]] | None = None
     per_ticker: Mapping[str, Any] | None = None
+    routes: Mapping[str, Route] | None = None
 
     @property
     def model_uri(self) -> str | None:
@@ -136,6 +147,7 @@ class RetrainResult:
             "universe": {t: dict(r) for t, r in (self.universe or {}).items()},
             "metrics": self.evaluation.summary() if self.evaluation else None,
             "per_ticker": dict(self.per_ticker) if self.per_ticker is not None else None,
+            "routes": {t: r.to_dict() for t, r in (self.routes or {}).items()},
         }
 
 
@@ -230,22 +242,30 @@ def evaluate_step(
         logger.warning("red flag (probable look-ahead, check the data): %s", flag)
     log_figures(fold, config)
     per_ticker = log_per_ticker(evaluation, config)
-    return Evaluated(fold, champion, per_ticker)
+    routes = ticker_routes(evaluation, config)
+    mlflow.log_dict({t: r.to_dict() for t, r in routes.items()}, "routes.json")
+    for ticker, r in routes.items():
+        logger.info("%s served by %s: %s", ticker, r.method, r.reason)
+    return Evaluated(fold, champion, per_ticker, routes)
 
 
 def register_step(data: PreparedData, evaluated: Evaluated, config: ForecasterConfig) -> str:
-    bundle = ModelBundle.from_config(config, data.scaler, data.frames, data.universe())
+    bundle = ModelBundle.from_config(
+        config,
+        data.scaler,
+        data.frames,
+        data.universe(),
+        routes=evaluated.routes,
+        unseen=unseen_route(config),
+        garch_params=garch_params(evaluated.fold),
+    )
     forecaster = Forecaster(bundle, evaluated.fold.trained.network)
     info = log_pyfunc(forecaster, input_example(data.frames, bundle))
     mlflow.log_dict(data.scaler.to_dict(), "scaler.json")
     run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
     tags = version_tags(data, evaluated.fold.evaluation, run_id)
+    tags["routes"] = ",".join(f"{t}={r.method}" for t, r in evaluated.routes.items())[:4000]
     return register(info.model_uri, config.tracking.model_name, tags)
-
-
-def gate_scores(ev: Evaluation, name: str) -> DayScores:
-    s = ev.scores[name]
-    return DayScores(pinball=s.day_pinball, abs_error=s.day_abs_error, violations=s.day_violations)
 
 
 def promote_step(
@@ -253,9 +273,12 @@ def promote_step(
 ) -> Decision:
     """Apply the pure gate's decision; the registry only moves the alias it says to."""
     ev = evaluated.fold.evaluation
-    gate = GateConfig(config.evaluation.dm_alpha, config.evaluation.kupiec_alpha)
     decision = decide(
-        gate_scores(ev, MODEL), gate_scores(ev, NAIVE), evaluated.champion, gate, force=force
+        day_scores(ev, MODEL),
+        day_scores(ev, NAIVE),
+        evaluated.champion,
+        gate_config(config),
+        force=force,
     )
     for criterion in decision.criteria:
         mlflow.set_tag(f"gate.{criterion.name}", f"{'pass' if criterion.passed else 'fail'}: "
@@ -339,7 +362,8 @@ def _run_steps(
         why = "stopped after step register" if config.tracking.promote else "tracking.promote off"
         return replace(base, status="kept", reason=why, model_version=version,
                        fold=evaluated.fold, evaluation=evaluated.fold.evaluation,
-                       per_ticker=evaluated.per_ticker, step_seconds=runner.seconds)  # fmt: skip
+                       per_ticker=evaluated.per_ticker, routes=evaluated.routes,
+                       step_seconds=runner.seconds)  # fmt: skip
     decision = runner.step(
         "promote", lambda: promote_step(evaluated, version, config, options.replace_champion)
     )
@@ -351,6 +375,7 @@ def _run_steps(
         decision=decision,
         evaluation=evaluated.fold.evaluation,
         per_ticker=evaluated.per_ticker,
+        routes=evaluated.routes,
         fold=evaluated.fold,
         step_seconds=runner.seconds,
     )

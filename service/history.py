@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.errors import DataError, SourceUnavailableError
+from forecaster.gate import LSTM
 from forecaster.inference import Forecaster
 from forecaster.schemas import CLOSE
 from forecaster.sources.base import OHLCVSource
@@ -40,14 +41,18 @@ class PreparedHistory:
     as_of: pd.Timestamp
     last_close: float
     quantiles: np.ndarray  # (n_quantiles,) log returns
+    method: str = LSTM  # the forecaster that made them (gate.METHODS)
 
 
-def prepare(forecaster: Forecaster, frame: pd.DataFrame) -> PreparedHistory:
-    return PreparedHistory(
-        as_of=frame.index[-1],
-        last_close=float(frame[CLOSE].iloc[-1]),
-        quantiles=forecaster.forecast_window(forecaster.prepare_window(frame)),
-    )
+def prepare(forecaster: Forecaster, frame: pd.DataFrame, ticker: str) -> PreparedHistory:
+    """The ticker's forecast by the method its route names: the network, or a baseline."""
+    as_of, last_close = frame.index[-1], float(frame[CLOSE].iloc[-1])
+    route = forecaster.route_for(ticker)
+    if route is not None and route.method != LSTM:
+        served = forecaster.baseline_forecast(ticker, route.method, frame[CLOSE].to_numpy())
+        return PreparedHistory(as_of, last_close, served.quantiles, served.method)
+    window = forecaster.prepare_window(frame)
+    return PreparedHistory(as_of, last_close, forecaster.forecast_window(window))
 
 
 def make_source(settings: ServiceSettings) -> OHLCVSource:
@@ -184,6 +189,6 @@ class HistoryStore:
         entry = await self._entry(ticker)
         ready = entry.prepared.get(version)
         if ready is None:
-            ready = prepare(forecaster, entry.frame)
+            ready = prepare(forecaster, entry.frame, ticker)
             entry.prepared = {version: ready}  # older versions' inputs are no longer needed
         return ready

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from forecaster.gate import UNSEEN_SCOPE, Route
 from forecaster.schemas import TICKER_PATTERN
 
 
@@ -51,6 +53,32 @@ class ModelRef(BaseModel):
     run_id: str
 
 
+class Evidence(BaseModel):
+    """What the method rests on: the model's scores against both baselines on the same days."""
+
+    scope: Literal["ticker", "unseen"] = Field(
+        description="'ticker': this ticker's own test days; 'unseen': the rule for tickers "
+        "outside the model's universe"
+    )
+    days: int = Field(description="test days the figures come from (0: no evidence)")
+    pinball_ratio_vs_naive: float | None = Field(
+        description="the model's pinball over the empirical random walk's (below 1: better)"
+    )
+    pinball_ratio_vs_garch: float | None = Field(
+        description="the model's pinball over GARCH(1,1)-t's (below 1: better)"
+    )
+    p_model_not_better_than_naive: float | None = Field(
+        description="one-sided Diebold-Mariano p of the model vs the random walk"
+    )
+    p_model_worse_than_garch: float | None = Field(
+        description="one-sided Diebold-Mariano p that the model is worse than GARCH"
+    )
+    kupiec_pvalues: dict[str, float | None] = Field(
+        description="Kupiec p of the model's central intervals, by nominal coverage"
+    )
+    reason: str = Field(description="why this method serves the ticker")
+
+
 class PredictionResponse(BaseModel):
     ticker: str
     as_of: date = Field(description="last trading day of the history used")
@@ -71,6 +99,32 @@ class PredictionResponse(BaseModel):
     )
     model: ModelRef
     history_source: str = Field(description="'server' or 'request'")
+    method: Literal["lstm", "garch", "naive"] = Field(
+        "lstm",
+        description="the forecaster that answered: the model's network where it earned the "
+        "ticker, else GARCH(1,1)-t or the empirical random walk on the same history",
+    )
+    evidence: Evidence | None = Field(
+        None, description="the evidence behind the method (null for models made before routing)"
+    )
+
+
+def evidence_of(route: Route) -> Evidence:
+    e = route.evidence
+    return Evidence(
+        scope="unseen" if e.scope == UNSEEN_SCOPE else "ticker",
+        days=e.days,
+        pinball_ratio_vs_naive=e.pinball_ratio_vs_naive,
+        pinball_ratio_vs_garch=e.pinball_ratio_vs_garch,
+        p_model_not_better_than_naive=e.p_model_not_better_than_naive,
+        p_model_worse_than_garch=e.p_model_worse_than_garch,
+        kupiec_pvalues=dict(e.kupiec_pvalues),
+        reason=route.reason,
+    )
+
+
+def served_by(route: Route) -> ServedBy:
+    return ServedBy(method=route.method, evidence=evidence_of(route))
 
 
 class BatchRequest(BaseModel):
@@ -92,6 +146,11 @@ class BatchItem(BaseModel):
 
 class BatchResponse(BaseModel):
     results: list[BatchItem]
+
+
+class ServedBy(BaseModel):
+    method: Literal["lstm", "garch", "naive"]
+    evidence: Evidence
 
 
 class TickerRange(BaseModel):
@@ -120,6 +179,17 @@ class ModelInfo(BaseModel):
         default_factory=dict,
         description="tickers the model was trained on, with the dates of their training rows; "
         "a ticker not listed here is one the model has never seen",
+    )
+    routes: dict[str, ServedBy] = Field(
+        default_factory=dict,
+        description="the forecaster that serves each ticker of the universe, with its evidence",
+    )
+    unseen: ServedBy | None = Field(None, description="how a ticker outside the universe is served")
+    history_rows: dict[str, int] = Field(
+        default_factory=dict,
+        description="rows of client history each method needs: 'lstm' (the model's window), "
+        "'garch_fit' (an unseen ticker gets GARCH(1,1)-t fitted on its own history from this "
+        "many rows; fewer get the random walk) and 'naive'",
     )
 
 

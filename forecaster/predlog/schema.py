@@ -40,6 +40,8 @@ predictions = Table(
     # one-day volatility, so a forecast can be scored later; NULL on rows logged before.
     Column("quantiles", Text, nullable=True),
     Column("volatility", Float, nullable=True),
+    # Since revision 0005: the forecaster that answered (lstm, garch or naive); NULL before.
+    Column("method", String(16), nullable=True),
 )
 Index("ix_predictions_target_date", predictions.c.target_date)
 

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from forecaster.fallback import GARCH_MIN_RETURNS, NAIVE_MIN_RETURNS
 from service.deps import Model
-from service.schemas import ModelInfo, TickerRange
+from service.schemas import ModelInfo, TickerRange, served_by
 
 router = APIRouter(tags=["model"])
 
@@ -26,7 +27,8 @@ def _reported(tags: dict[str, str]) -> dict[str, float]:
 
 @router.get("/model", response_model=ModelInfo, responses={503: {"description": "no model"}})
 async def model_info(model: Model) -> ModelInfo:
-    """The served model: registry version, training data and its test metrics vs naive."""
+    """The served model: registry version, training data, its pooled test metrics, the
+    universe it was trained on and which forecaster serves each ticker, with the evidence."""
     bundle = model.forecaster.bundle
     return ModelInfo(
         name=model.name,
@@ -41,4 +43,11 @@ async def model_info(model: Model) -> ModelInfo:
         interval_level=bundle.interval_level,
         test_metrics=_reported(model.tags),
         universe={ticker: TickerRange.model_validate(r) for ticker, r in bundle.universe.items()},
+        routes={ticker: served_by(r) for ticker, r in bundle.routes.items()},
+        unseen=served_by(bundle.unseen) if bundle.unseen is not None else None,
+        history_rows={
+            "lstm": bundle.min_history,
+            "garch_fit": GARCH_MIN_RETURNS + 1,
+            "naive": NAIVE_MIN_RETURNS + 1,
+        },
     )

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
 from forecaster.config import level_key
 from forecaster.errors import DataValidationError, SourceUnavailableError, TickerNotFoundError
+from forecaster.gate import LSTM
 from forecaster.inference import implied_volatility
 from service.body import body_openapi
 from service.client_history import check_history
@@ -24,10 +25,12 @@ from service.schemas import (
     BatchItem,
     BatchRequest,
     BatchResponse,
+    Evidence,
     Interval,
     ModelRef,
     PredictionRequest,
     PredictionResponse,
+    evidence_of,
 )
 from service.state import ServiceState
 
@@ -99,6 +102,9 @@ def _client_window(
 async def _client_forecast(
     state: ServiceState, model: LoadedModel, request: ClientRequest, history: RequestHistory
 ) -> PreparedHistory:
+    route = model.forecaster.route_for(request.ticker)
+    if route is not None and route.method != LSTM:
+        return await _client_baseline(state, model, request, history, route.method)
     batcher = state.batcher
     with batcher.coming():
         if len(history) <= INLINE_ROWS:
@@ -108,6 +114,41 @@ async def _client_forecast(
     quantiles = await batcher.forecast(model.forecaster, window)
     as_of = pd.Timestamp(history.days[-1])
     return PreparedHistory(as_of, float(history.prices.close[-1]), quantiles)
+
+
+def _checked_closes(
+    state: ServiceState, model: LoadedModel, request: ClientRequest, history: RequestHistory
+) -> np.ndarray:
+    """The closes of a client history after the same checks the model's input gets."""
+    _client_window(state, model, request, history)
+    closes: np.ndarray = history.prices.close
+    return closes
+
+
+async def _client_baseline(
+    state: ServiceState,
+    model: LoadedModel,
+    request: ClientRequest,
+    history: RequestHistory,
+    method: str,
+) -> PreparedHistory:
+    """A baseline's forecast from the client's history (a GARCH fit for an unseen ticker runs
+    in a thread: tens of milliseconds)."""
+    forecaster = model.forecaster
+    closes = _checked_closes(state, model, request, history)
+    try:
+        served = await asyncio.to_thread(
+            forecaster.baseline_forecast, request.ticker, method, closes
+        )
+    except DataValidationError as exc:
+        raise HTTPException(status_code=422, detail=f"history for {request.ticker}: {exc}") from exc
+    as_of = pd.Timestamp(history.days[-1])
+    return PreparedHistory(as_of, float(closes[-1]), served.quantiles, served.method)
+
+
+def _evidence(model: LoadedModel, ticker: str) -> Evidence | None:
+    route = model.forecaster.route_for(ticker)
+    return evidence_of(route) if route is not None else None
 
 
 async def predict_one(
@@ -149,6 +190,8 @@ async def predict_one(
         volatility=float(implied_volatility(q[None, :], bundle.quantiles)[0]),
         model=ModelRef(name=model.name, version=model.version, run_id=model.run_id),
         history_source=source,
+        method=prepared.method,
+        evidence=_evidence(model, body.ticker),
     )
     state.metrics.predictions.labels(model.version).inc()
     state.prediction_log.record(
@@ -168,6 +211,7 @@ async def predict_one(
             "history_source": source,
             "quantiles": json.dumps(response.quantiles),
             "volatility": response.volatility,
+            "method": response.method,
         }
     )
     return response

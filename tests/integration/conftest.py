@@ -20,6 +20,8 @@ TINY = [
     "training.patience=2",
     "training.batch_size=128",
     "model.ensemble_size=1",
+    # The network serves every ticker: tests that need a routing table set one by hand.
+    "evaluation.route_per_ticker=false",
 ]
 
 

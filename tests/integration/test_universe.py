@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from forecaster.backtest import run_backtest
+from forecaster.backtest import day_scores, gate_config, run_backtest
 from forecaster.config import ForecasterConfig
 from forecaster.dataset import prepare
+from forecaster.gate import route
 from forecaster.inference import BUNDLE_FILE, ModelBundle
 from forecaster.sources import load_frames
 from pipelines.reports import backtest_text, retrain_text
@@ -24,7 +25,11 @@ from tests.integration.conftest import tiny_config
 pytestmark = pytest.mark.slow
 
 # ^GSPC runs to 2018, AAPL ends in March 2013: the ranges differ, as real universes do.
-UNIVERSE = ("data.tickers=[^GSPC, AAPL]", "data.start=2009-01-01")
+UNIVERSE = (
+    "data.tickers=[^GSPC, AAPL]",
+    "data.start=2009-01-01",
+    "evaluation.route_per_ticker=true",
+)
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +132,31 @@ def test_backtest_reports_every_ticker_with_the_aggregate_keys(config: Forecaste
         assert set(block) == set(payload["aggregate"])
     assert sum(b["n_days"] for b in per_ticker.values()) == payload["aggregate"]["n_days"]
     assert "AAPL" in backtest_text(payload)
+
+
+def test_each_ticker_is_routed_by_the_pure_rule_on_its_own_days(
+    config: ForecasterConfig, trained: RetrainResult
+) -> None:
+    """Whatever the seed makes of the model, the table in the bundle is what `route` says on
+    each ticker's own test days, and GARCH's parameters for every ticker travel with it."""
+    ev = trained.evaluation
+    assert ev is not None
+    gate = gate_config(config)
+    expected = {
+        t: route(day_scores(e, "model"), day_scores(e, "naive"), day_scores(e, "garch"), gate)
+        for t, e in ev.by_ticker().items()
+    }
+    assert trained.routes == expected
+    assert trained.to_dict()["routes"]["AAPL"]["evidence"]["days"] == ev.by_ticker()["AAPL"].n_days
+    mlflow.set_tracking_uri(config.tracking.tracking_uri)
+    path = mlflow.artifacts.download_artifacts(f"{trained.model_uri}/artifacts/{BUNDLE_FILE}")
+    bundle = ModelBundle.from_json(Path(path).read_text(encoding="utf-8"))
+    assert bundle.routes == expected
+    assert set(bundle.garch_params) == {"^GSPC", "AAPL"}
+    assert bundle.unseen is not None
+    assert bundle.unseen.evidence.scope == "unseen"
+    version = MlflowClient(config.tracking.tracking_uri).get_model_version(
+        "stock-lstm", str(trained.model_version)
+    )
+    assert version.tags["routes"] == ",".join(f"{t}={r.method}" for t, r in expected.items())
+    assert "served by" in retrain_text(trained)

@@ -1,0 +1,179 @@
+"""Each ticker served by the method its routing table names, with the evidence: a version of
+the trained network whose table is set by hand (no seed decides what these tests see)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from mlflow import MlflowClient
+
+from forecaster.backtest import unseen_route
+from forecaster.config import level_key
+from forecaster.fallback import GARCH_MIN_RETURNS, fit_garch, garch_quantiles, naive_quantiles
+from forecaster.gate import Evidence, Route
+from forecaster.inference import BUNDLE_FILE, WEIGHTS_FILE, Forecaster
+from forecaster.registry import register
+from forecaster.sources import SampleSource
+from forecaster.tracking import log_pyfunc
+from pipelines.run_artifacts import input_example
+from service.main import create_app
+from service.prediction_log import read_log
+from service.settings import ServiceSettings
+from tests.integration.conftest import tiny_config
+from tests.service.conftest import Registry
+
+NAME = "stock-routed"
+PARAMS = {"mu": 0.04, "omega": 0.02, "alpha[1]": 0.1, "beta[1]": 0.88, "nu": 6.0}
+EVIDENCE = Evidence("ticker", 747, 1.01, 1.03, 0.71, 0.004, {"0.5": 0.3, "0.8": 0.5, "0.9": 0.6})
+
+
+@pytest.fixture(scope="module")
+def routed(registry: Registry) -> str:
+    """The trained network re-registered with a hand-set table: ^GSPC served by GARCH (with
+    hand-set parameters), every other ticker by the unseen rule."""
+    mlflow.set_tracking_uri(registry.tracking_uri)
+    uri = str(registry.result.model_uri)
+    bundle = Path(mlflow.artifacts.download_artifacts(f"{uri}/artifacts/{BUNDLE_FILE}"))
+    weights = Path(mlflow.artifacts.download_artifacts(f"{uri}/artifacts/{WEIGHTS_FILE}"))
+    trained = Forecaster.load(bundle, weights)
+    config = tiny_config(registry.data_dir, "evaluation.route_per_ticker=true")
+    table = replace(
+        trained.bundle,
+        routes={"^GSPC": Route("garch", "hand-set for the test", EVIDENCE)},
+        unseen=unseen_route(config),
+        garch_params={"^GSPC": PARAMS},
+    )
+    frames = {"^GSPC": SampleSource().load("^GSPC")}
+    with mlflow.start_run(run_name="routed"):
+        info = log_pyfunc(Forecaster(table, trained.network), input_example(frames, table))
+    version = register(info.model_uri, NAME, {})
+    MlflowClient().set_registered_model_alias(NAME, "champion", version)
+    return version
+
+
+@pytest.fixture
+def client(
+    routed: str, settings_for: Callable[..., ServiceSettings], tmp_path: Path
+) -> Iterator[TestClient]:
+    settings = settings_for(model_name=NAME)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def rows(n: int, seed: int = 3) -> list[dict[str, object]]:
+    frame = SampleSource().load("^GSPC").iloc[-n:]
+    rng = np.random.default_rng(seed)
+    scale = np.exp(np.cumsum(rng.normal(0, 0.01, n)))  # another series, same shape
+    return [
+        {
+            "date": d.date().isoformat(),
+            "open": r.open * s,
+            "high": r.high * s,
+            "low": r.low * s,
+            "close": r.close * s,
+            "volume": r.volume,
+        }
+        for (d, r), s in zip(frame.iterrows(), scale, strict=True)
+    ]
+
+
+def log_quantiles(body: dict[str, object]) -> np.ndarray:
+    quantiles = body["quantiles"]
+    assert isinstance(quantiles, dict)
+    last = float(body["last_close"])  # type: ignore[arg-type]
+    return np.array([math.log(float(v) / last) for v in quantiles.values()])
+
+
+LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+
+
+def test_a_ticker_routed_to_garch_is_served_by_garch_from_the_servers_history(
+    client: TestClient,
+) -> None:
+    body = client.post("/v1/predictions", json={"ticker": "^GSPC"}).json()
+    assert body["method"] == "garch"
+    assert body["evidence"]["scope"] == "ticker"
+    assert body["evidence"]["days"] == 747
+    assert body["evidence"]["pinball_ratio_vs_garch"] == pytest.approx(1.03)
+    assert body["evidence"]["reason"] == "hand-set for the test"
+    closes = SampleSource().load("^GSPC")["close"].to_numpy()
+    np.testing.assert_allclose(log_quantiles(body), garch_quantiles(closes, LEVELS, PARAMS),
+                               rtol=1e-9)  # fmt: skip
+    assert list(body["quantiles"]) == [level_key(lv) for lv in LEVELS]
+
+
+def test_garch_is_filtered_over_a_clients_history_with_the_tickers_parameters(
+    client: TestClient,
+) -> None:
+    history = rows(60)
+    body = client.post("/v1/predictions", json={"ticker": "^GSPC", "history": history}).json()
+    assert body["method"] == "garch"
+    closes = np.array([r["close"] for r in history], dtype=float)
+    np.testing.assert_allclose(log_quantiles(body), garch_quantiles(closes, LEVELS, PARAMS),
+                               rtol=1e-9)  # fmt: skip
+
+
+def test_an_unseen_ticker_gets_the_random_walk_below_the_garch_minimum(
+    client: TestClient,
+) -> None:
+    history = rows(60)
+    body = client.post("/v1/predictions", json={"ticker": "NEWCO", "history": history}).json()
+    assert body["method"] == "naive"
+    assert body["evidence"]["scope"] == "unseen"
+    assert body["evidence"]["days"] == 0
+    closes = np.array([r["close"] for r in history], dtype=float)
+    np.testing.assert_allclose(log_quantiles(body), naive_quantiles(closes, LEVELS, 250),
+                               rtol=1e-9)  # fmt: skip
+
+
+def test_an_unseen_ticker_with_a_long_history_gets_garch_fitted_on_it(
+    client: TestClient,
+) -> None:
+    history = rows(GARCH_MIN_RETURNS + 1)
+    body = client.post("/v1/predictions", json={"ticker": "NEWCO", "history": history}).json()
+    assert body["method"] == "garch"
+    closes = np.array([r["close"] for r in history], dtype=float)
+    expected = garch_quantiles(closes, LEVELS, fit_garch(closes))
+    np.testing.assert_allclose(log_quantiles(body), expected, rtol=1e-6)
+
+
+def test_model_info_lists_the_table_and_the_history_each_method_needs(
+    client: TestClient,
+) -> None:
+    info = client.get("/v1/model").json()
+    assert info["routes"]["^GSPC"]["method"] == "garch"
+    assert info["routes"]["^GSPC"]["evidence"]["p_model_worse_than_garch"] == pytest.approx(0.004)
+    assert info["unseen"]["method"] == "garch"
+    assert info["unseen"]["evidence"]["scope"] == "unseen"
+    assert info["history_rows"] == {"lstm": info["min_history"],
+                                    "garch_fit": GARCH_MIN_RETURNS + 1, "naive": 21}  # fmt: skip
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert set(schema["PredictionResponse"]["properties"]) >= {"method", "evidence"}
+
+
+def test_the_prediction_log_records_the_method(
+    client: TestClient, settings_for: Callable[..., ServiceSettings]
+) -> None:
+    client.post("/v1/predictions", json={"ticker": "^GSPC"})
+    client.post("/v1/predictions", json={"ticker": "NEWCO", "history": rows(60)})
+    url = str(settings_for().prediction_log_url)
+    client.__exit__(None, None, None)  # the writer flushes on shutdown
+    methods = [(r["ticker"], r["method"]) for r in read_log(url)]
+    assert ("^GSPC", "garch") in methods
+    assert ("NEWCO", "naive") in methods
+
+
+def test_a_bundle_without_a_routing_table_serves_the_network(
+    registry: Registry, settings_for: Callable[..., ServiceSettings]
+) -> None:
+    with TestClient(create_app(settings_for())) as plain:
+        body = plain.post("/v1/predictions", json={"ticker": "^GSPC"}).json()
+    assert body["method"] == "lstm"
+    assert body["evidence"] is None
