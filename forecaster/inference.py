@@ -336,9 +336,10 @@ class Forecaster:
                     logger.info("%s: GARCH fit refused (%s); the random walk answers", ticker, exc)
         return Served(NAIVE_METHOD, naive_quantiles(closes, levels, self.bundle.naive_window))
 
-    def _rows(
+    def rows(
         self, ticker: str, as_of: pd.DatetimeIndex, last_close: np.ndarray, q: np.ndarray
     ) -> pd.DataFrame:
+        """The output rows (prices, interval, volatility, a column per level) of quantiles."""
         bundle = self.bundle
         lo, hi = bundle.interval_columns(bundle.interval_level)
         lower, median, upper = q[:, lo], q[:, bundle.median_index], q[:, hi]
@@ -363,7 +364,7 @@ class Forecaster:
         """One row: the forecast for the trading day after the history's last date."""
         window = latest_window(history, self.bundle.features, self.bundle.lookback)
         q = predict_quantiles(self.network, self.bundle.scaler.transform(window))
-        return self._rows(ticker, history.index[-1:], history[CLOSE].to_numpy()[-1:], q)
+        return self.rows(ticker, history.index[-1:], history[CLOSE].to_numpy()[-1:], q)
 
     def prepare_window(self, history: pd.DataFrame) -> np.ndarray:
         """The scaled (1, lookback, n_features) input for the day after the history's end.
@@ -399,7 +400,7 @@ class Forecaster:
         """A row for every day with a full window: the forecast made as of that day."""
         x, as_of = all_windows(history, self.bundle.features, self.bundle.lookback)
         q = predict_quantiles(self.network, self.bundle.scaler.transform(x))
-        return self._rows(ticker, as_of, history[CLOSE].reindex(as_of).to_numpy(), q)
+        return self.rows(ticker, as_of, history[CLOSE].reindex(as_of).to_numpy(), q)
 
 
 def served_artifacts(mlmodel: Any, where: str) -> tuple[str, str]:

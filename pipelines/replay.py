@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -28,10 +29,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from forecaster.calendar import TradingCalendar
 from forecaster.config import ForecasterConfig, level_key
 from forecaster.errors import DataError, PredictionLogError, ServiceRequestError, TrackingError
+from forecaster.gate import LSTM
 from forecaster.predlog.migrate import open_log, where
 from forecaster.predlog.schema import predictions
 from forecaster.registry import CHAMPION, model_history_input
-from forecaster.schemas import OHLCV_COLUMNS
+from forecaster.schemas import CLOSE, OHLCV_COLUMNS
 from forecaster.sources import load_frames
 from forecaster.tracking import check_reachable, resolve_tracking_uri
 from pipelines.monitor import default_log_url
@@ -92,6 +94,7 @@ def run_replay(
     now = datetime.now(UTC)
     records: list[dict[str, Any]] = []
     per_ticker: dict[str, int] = {}
+    forecaster = model.unwrap_python_model().forecaster
     for ticker, frame in load_frames(config.data).items():
         history = frame.loc[: pd.Timestamp(end)]
         out = model.predict(model_history_input(history, ticker), params={"all_days": True})
@@ -99,6 +102,20 @@ def run_replay(
         chosen = out[(days >= pd.Timestamp(start)) & (days <= pd.Timestamp(end))]
         if chosen.empty:
             raise _no_days(ticker, start, end)
+        route = forecaster.route_for(ticker)
+        method = LSTM if route is None else route.method
+        if method != LSTM:  # as the API serves it: the baseline from the history up to each day
+            closes = history[CLOSE].to_numpy()
+            as_of = pd.DatetimeIndex(pd.to_datetime(chosen["as_of"]))
+            served = [
+                forecaster.baseline_forecast(ticker, method, closes[: history.index.get_loc(d) + 1])
+                for d in as_of
+            ]
+            method = served[0].method
+            chosen = forecaster.rows(
+                ticker, as_of, chosen["last_close"].to_numpy(),
+                np.stack([f.quantiles for f in served]),
+            )  # fmt: skip
         levels = sorted(float(str(c)[1:]) for c in out.columns if str(c).startswith("q"))
         for row in chosen.to_dict("records"):
             as_of = pd.Timestamp(row["as_of"]).date()
@@ -124,6 +141,7 @@ def run_replay(
                     "history_source": "replay",
                     "quantiles": json.dumps(quantiles),
                     "volatility": float(row["volatility"]),
+                    "method": method,
                 }
             )
         per_ticker[ticker] = len(chosen)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
@@ -177,3 +178,25 @@ def test_a_bundle_without_a_routing_table_serves_the_network(
         body = plain.post("/v1/predictions", json={"ticker": "^GSPC"}).json()
     assert body["method"] == "lstm"
     assert body["evidence"] is None
+
+
+def test_replay_serves_past_days_by_the_same_route_as_the_api(
+    routed: str, registry: Registry, tmp_path: Path
+) -> None:
+    """A replayed day of a GARCH-routed ticker is GARCH on the history up to that day, logged
+    with its method: what the API would have answered then."""
+    from datetime import date
+
+    from pipelines.replay import run_replay
+
+    config = tiny_config(registry.data_dir)
+    url = f"sqlite:///{tmp_path / 'replay.db'}"
+    out = run_replay(config, date(2018, 12, 3), date(2018, 12, 31), f"models:/{NAME}/{routed}", url)
+    logged = read_log(url)
+    assert out["logged"] == len(logged) > 0
+    assert {r["method"] for r in logged} == {"garch"}
+    frame = SampleSource().load("^GSPC").loc["2014-01-01":]
+    for row in logged[:3]:
+        closes = frame["close"].loc[: pd.Timestamp(row["as_of"])].to_numpy()
+        expected = closes[-1] * np.exp(garch_quantiles(closes, LEVELS, PARAMS))
+        np.testing.assert_allclose(list(row["quantiles"].values()), expected, rtol=1e-9)

@@ -1,0 +1,73 @@
+"""What each served method costs per request: the model's forward pass next to the baselines
+that answer where the model has not earned a ticker.
+
+    python benchmarks/bench_fallback.py [--rows 80] [--repeats 500]
+
+Single-threaded medians after a warm-up, in process (no HTTP): the default 5-network ensemble's
+forward for one window (the LSTM path's dominant step), GARCH(1,1)-t filtered with fixed
+parameters over a client's history and over a server's full history (a universe ticker), a
+GARCH fit on a history's own returns (an unseen ticker with enough history), and the empirical
+random walk. Parameters come from a real fit on the bundled ^GSPC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from bench_request_path import timed  # the same median-of-repeats timer
+
+from forecaster.config import load_config
+from forecaster.fallback import GARCH_MIN_RETURNS, fit_garch, garch_quantiles, naive_quantiles
+from forecaster.features import compute_features
+from forecaster.inference import Forecaster, ModelBundle
+from forecaster.scaling import FeatureScaler
+from forecaster.sources import SampleSource
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=80)
+    parser.add_argument("--repeats", type=int, default=500)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    config = load_config(None)
+    sample = SampleSource().load("^GSPC")
+    features = config.features
+    scaler = FeatureScaler.fit(compute_features(sample, features).to_numpy(), features.names)
+    bundle = ModelBundle.from_config(config, scaler)
+    model = Forecaster(bundle, bundle.build_network())
+    levels = bundle.quantiles
+    closes = sample["close"].to_numpy()
+    client = closes[-args.rows :]
+    window = model.prepare_window(sample.tail(bundle.min_history))
+    params = fit_garch(closes[-1000:])
+    fit_rows = closes[-(GARCH_MIN_RETURNS + 1) :]
+    steps: dict[str, tuple[Callable[[], Any], int]] = {
+        f"lstm: forward of the {bundle.ensemble_size}-network ensemble, one window": (
+            lambda: model.forecast_window(window), args.repeats),
+        f"garch: fixed parameters filtered over {args.rows} rows (universe ticker)": (
+            lambda: garch_quantiles(client, levels, params), args.repeats),
+        f"garch: fixed parameters filtered over {len(closes):,} rows (server history)": (
+            lambda: garch_quantiles(closes, levels, params), args.repeats),
+        f"garch: fit + filter on {len(fit_rows)} rows (unseen ticker, the minimum)": (
+            lambda: garch_quantiles(fit_rows, levels, fit_garch(fit_rows)), args.repeats // 10),
+        "garch: fit + filter on 1,000 rows (unseen ticker)": (
+            lambda: garch_quantiles(closes[-1000:], levels, fit_garch(closes[-1000:])),
+            args.repeats // 10),
+        f"naive: empirical quantiles of {args.rows - 1} returns": (
+            lambda: naive_quantiles(client, levels, 250), args.repeats),
+    }  # fmt: skip
+    print(f"{platform.machine()}, Python {platform.python_version()}, torch "
+          f"{torch.__version__}, numpy {np.__version__}, 1 thread; medians")  # fmt: skip
+    for name, (fn, repeats) in steps.items():
+        print(f"  {name:<72} {timed(fn, repeats):10.1f} us  ({repeats} calls)")
+
+
+if __name__ == "__main__":
+    main()
