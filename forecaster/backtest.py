@@ -11,7 +11,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,65 @@ def unseen_route(config: ForecasterConfig) -> Route | None:
         f"fitted on the request's history ({GARCH_MIN_RETURNS}+ returns), else the random walk",
         Evidence(UNSEEN_SCOPE, 0, None, None, None, None, {}),
     )
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Leave-tickers-out evidence: a model trained without `tickers`, scored on their test days
+    against the baselines on the same days, and the rule it gives for unseen tickers."""
+
+    tickers: tuple[str, ...]
+    evaluation: Evaluation
+    route: Route
+
+
+def holdout_tickers(tickers: list[str], config: ForecasterConfig) -> list[str]:
+    """The universe's last `evaluation.holdout_tickers` tickers, leaving at least one to train
+    on (none when per-ticker routing is off)."""
+    if not config.evaluation.route_per_ticker:
+        return []
+    n = min(config.evaluation.holdout_tickers, len(tickers) - 1)
+    return tickers[-n:] if n > 0 else []
+
+
+def leave_tickers_out(
+    data: PreparedData, ev: Evaluation, config: ForecasterConfig
+) -> HeldOut | None:
+    """Train the model again without the held-out tickers (their rows reach neither the network
+    nor the scaler) and score it on their test days: what a ticker the model has never seen can
+    expect. The baselines' forecasts are the main evaluation's, on exactly those days."""
+    held = holdout_tickers(list(data.frames), config)
+    if not held:
+        return None
+    w, split = data.windows, data.split
+    keep = ~np.isin(w.tickers, held)
+    train, val = split.train[keep[split.train]], split.val[keep[split.val]]
+    rest = {t: f for t, f in data.frames.items() if t not in held}
+    scaler = fit_scaler(rest, config, last_train_days(w, train))
+    sub = PreparedData(w, replace(split, train=train, val=val), scaler, data.frames)
+    size = config.evaluation.holdout_ensemble_size
+    logger.info("leave-tickers-out: training %d network(s) without %s", size, ", ".join(held))
+    model = LSTMForecaster(
+        config.model_copy(update={"model": config.model.model_copy(update={"ensemble_size": size})})
+    ).fit(sub)
+    rows = np.flatnonzero(np.isin(ev.windows.tickers, held))
+    test = ev.windows.take(rows)
+    scored = evaluate(
+        test,
+        {MODEL: model.predict(test), **{n: ev.forecasts[n][rows] for n in (NAIVE, GARCH)}},
+        ev.levels,
+        ev.intervals,
+        ev.interval_level,
+    )
+    r = route(
+        day_scores(scored, MODEL),
+        day_scores(scored, NAIVE),
+        day_scores(scored, GARCH),
+        gate_config(config),
+        scope=UNSEEN_SCOPE,
+    )
+    note = f"leave-tickers-out ({', '.join(held)} held out of a {size}-network training): "
+    return HeldOut(tuple(held), scored, Route(r.method, note + r.reason, r.evidence))
 
 
 def garch_params(fold: FoldResult) -> dict[str, dict[str, float]]:

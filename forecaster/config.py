@@ -250,6 +250,16 @@ class EvaluationConfig(FrozenModel):
         description="a pinball ratio vs naive below this on daily data is flagged as "
         "probable look-ahead",
     )
+    holdout_tickers: int = Field(
+        2,
+        ge=0,
+        description="leave-tickers-out: the universe's last N tickers are held out of one extra "
+        "training, whose scores on them decide how tickers outside the universe are served "
+        "(0: none; unseen tickers then get a baseline)",
+    )
+    holdout_ensemble_size: int = Field(
+        2, ge=1, description="networks in the held-out training (the served model has more)"
+    )
     route_per_ticker: bool = Field(
         True,
         description="serve each ticker by the forecaster that earned it on its own test days "

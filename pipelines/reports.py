@@ -239,6 +239,9 @@ def retrain_text(result: Any) -> str:
         )
         for ticker, r in payload["routes"].items():
             lines.append(f"  {ticker}: {r['method']} ({r['reason']})")
+    if payload["unseen"]:
+        lines.append(f"  any other ticker: {payload['unseen']['method']} "
+                     f"({payload['unseen']['reason']})")  # fmt: skip
     if payload["model_version"]:
         lines.append(
             f"registered {payload['model_name']} version {payload['model_version']} "

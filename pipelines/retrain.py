@@ -28,6 +28,7 @@ from forecaster.backtest import (
     fit_baselines,
     garch_params,
     gate_config,
+    leave_tickers_out,
     score_on_test,
     ticker_routes,
     unseen_route,
@@ -35,7 +36,7 @@ from forecaster.backtest import (
 from forecaster.config import ForecasterConfig
 from forecaster.dataset import PreparedData, prepare
 from forecaster.errors import DataValidationError, RetrainError, TrackingError
-from forecaster.evaluation import MODEL, NAIVE, Evaluation
+from forecaster.evaluation import MODEL, NAIVE, Evaluation, summary_row
 from forecaster.forecasters import QuantileForecaster
 from forecaster.forecasters.lstm import LSTMForecaster
 from forecaster.gate import ChampionScores, Decision, Route, decide
@@ -96,6 +97,7 @@ class Evaluated:
     champion: ChampionScores | None
     per_ticker: Mapping[str, Any]  # {ticker: the summary's keys on that ticker's test days}
     routes: Mapping[str, Route]  # which forecaster serves each ticker, on what evidence
+    unseen: Route | None  # how tickers outside the universe are served
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class RetrainResult:
     universe: Mapping[str, Mapping[str, str]] | None = None
     per_ticker: Mapping[str, Any] | None = None
     routes: Mapping[str, Route] | None = None
+    unseen: Route | None = None
 
     @property
     def model_uri(self) -> str | None:
@@ -148,6 +151,7 @@ class RetrainResult:
             "metrics": self.evaluation.summary() if self.evaluation else None,
             "per_ticker": dict(self.per_ticker) if self.per_ticker is not None else None,
             "routes": {t: r.to_dict() for t, r in (self.routes or {}).items()},
+            "unseen": self.unseen.to_dict() if self.unseen is not None else None,
         }
 
 
@@ -243,10 +247,20 @@ def evaluate_step(
     log_figures(fold, config)
     per_ticker = log_per_ticker(evaluation, config)
     routes = ticker_routes(evaluation, config)
-    mlflow.log_dict({t: r.to_dict() for t, r in routes.items()}, "routes.json")
+    held = leave_tickers_out(data, evaluation, config)
+    unseen = held.route if held is not None else unseen_route(config)
+    if held is not None:
+        block = held.evaluation.summary(config.evaluation.lookahead_pinball_ratio)
+        mlflow.log_dict({"held_out": list(held.tickers), **block}, "holdout.json")
+        mlflow.log_metrics({f"holdout.{k}": float(v) for k, v in summary_row(block).items()
+                            if v is not None})  # fmt: skip
+    mlflow.log_dict({"routes": {t: r.to_dict() for t, r in routes.items()},
+                     "unseen": unseen.to_dict() if unseen else None}, "routes.json")  # fmt: skip
     for ticker, r in routes.items():
         logger.info("%s served by %s: %s", ticker, r.method, r.reason)
-    return Evaluated(fold, champion, per_ticker, routes)
+    if unseen is not None:
+        logger.info("unseen tickers served by %s: %s", unseen.method, unseen.reason)
+    return Evaluated(fold, champion, per_ticker, routes, unseen)
 
 
 def register_step(data: PreparedData, evaluated: Evaluated, config: ForecasterConfig) -> str:
@@ -256,7 +270,7 @@ def register_step(data: PreparedData, evaluated: Evaluated, config: ForecasterCo
         data.frames,
         data.universe(),
         routes=evaluated.routes,
-        unseen=unseen_route(config),
+        unseen=evaluated.unseen,
         garch_params=garch_params(evaluated.fold),
     )
     forecaster = Forecaster(bundle, evaluated.fold.trained.network)
@@ -363,6 +377,7 @@ def _run_steps(
         return replace(base, status="kept", reason=why, model_version=version,
                        fold=evaluated.fold, evaluation=evaluated.fold.evaluation,
                        per_ticker=evaluated.per_ticker, routes=evaluated.routes,
+                       unseen=evaluated.unseen,
                        step_seconds=runner.seconds)  # fmt: skip
     decision = runner.step(
         "promote", lambda: promote_step(evaluated, version, config, options.replace_champion)
@@ -376,6 +391,7 @@ def _run_steps(
         evaluation=evaluated.fold.evaluation,
         per_ticker=evaluated.per_ticker,
         routes=evaluated.routes,
+        unseen=evaluated.unseen,
         fold=evaluated.fold,
         step_seconds=runner.seconds,
     )

@@ -29,6 +29,7 @@ UNIVERSE = (
     "data.tickers=[^GSPC, AAPL]",
     "data.start=2009-01-01",
     "evaluation.route_per_ticker=true",
+    "evaluation.holdout_ensemble_size=1",
 )
 
 
@@ -153,10 +154,48 @@ def test_each_ticker_is_routed_by_the_pure_rule_on_its_own_days(
     bundle = ModelBundle.from_json(Path(path).read_text(encoding="utf-8"))
     assert bundle.routes == expected
     assert set(bundle.garch_params) == {"^GSPC", "AAPL"}
-    assert bundle.unseen is not None
-    assert bundle.unseen.evidence.scope == "unseen"
+    # Leave-tickers-out: the last ticker (AAPL) was held out of a second training and scored
+    # on its own test days; that evidence decides how tickers outside the universe are served.
+    assert trained.unseen is not None
+    assert bundle.unseen == trained.unseen
+    assert trained.unseen.evidence.scope == "unseen"
+    assert trained.unseen.evidence.days == ev.by_ticker()["AAPL"].n_days
+    assert "AAPL held out of a 1-network training" in trained.unseen.reason
+    assert trained.to_dict()["unseen"]["method"] == trained.unseen.method
     version = MlflowClient(config.tracking.tracking_uri).get_model_version(
         "stock-lstm", str(trained.model_version)
     )
     assert version.tags["routes"] == ",".join(f"{t}={r.method}" for t, r in expected.items())
     assert "served by" in retrain_text(trained)
+
+
+def test_held_out_tickers_reach_neither_the_network_nor_the_scaler(
+    config: ForecasterConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forecaster import backtest
+    from forecaster.dataset import PreparedData, fit_scaler, last_train_days
+    from forecaster.evaluation import evaluate
+    from forecaster.forecasters.lstm import LSTMForecaster
+
+    data = prepare(load_frames(config.data), config)
+    seen: list[PreparedData] = []
+
+    def fit(self: LSTMForecaster, fold: PreparedData) -> LSTMForecaster:
+        seen.append(fold)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(LSTMForecaster, "fit", fit)
+    test = data.windows.take(data.split.test)
+    q = np.zeros((len(test), 7))
+    ev = evaluate(test, {"model": q, "naive": q, "garch": q}, config.model.quantiles,
+                  config.model.intervals, config.model.interval_level)  # fmt: skip
+    with pytest.raises(RuntimeError, match="stop here"):
+        backtest.leave_tickers_out(data, ev, config)
+    (fold,) = seen
+    w = fold.windows
+    assert "AAPL" not in set(w.tickers[fold.split.train]) | set(w.tickers[fold.split.val])
+    assert len(fold.split.train) == int(np.sum(data.windows.tickers[data.split.train] == "^GSPC"))
+    rest = {"^GSPC": data.frames["^GSPC"]}
+    expected = fit_scaler(rest, config, last_train_days(w, fold.split.train))
+    np.testing.assert_array_equal(fold.scaler.center, expected.center)
+    assert not np.array_equal(fold.scaler.center, data.scaler.center)
