@@ -61,6 +61,9 @@ class Resolved:
     # baseline the live pinball is compared with. None where its history is not available.
     naive_quantiles: dict[float, float] | None = None
     as_of: date | None = None  # the last day of the history the forecast was made from
+    # The forecaster that answered (lstm, garch, naive); rows logged before revision 0005 were
+    # all the network's.
+    method: str = "lstm"
 
 
 def default_log_url(config: ForecasterConfig) -> str:
@@ -219,6 +222,7 @@ def load_resolved(engine: Engine) -> list[Resolved]:
                 if r.quantiles
                 else None
             ),
+            method=r.method or "lstm",
         )
         for r in rows
     ]
@@ -258,8 +262,10 @@ def version_reports(rows: Sequence[Resolved]) -> list[dict[str, Any]]:
     reports = []
     for (name, version), own in sorted(by_version.items(), key=lambda kv: _version_key(kv[0][1])):
         by_ticker: dict[str, list[Resolved]] = defaultdict(list)
+        by_method: dict[str, list[Resolved]] = defaultdict(list)
         for row in own:
             by_ticker[row.ticker].append(row)
+            by_method[row.method].append(row)
         windows = _windows(own)
         reports.append(
             {
@@ -269,6 +275,9 @@ def version_reports(rows: Sequence[Resolved]) -> list[dict[str, Any]]:
                 "resolved": len(own),
                 "windows": windows,
                 "tickers": {t: _windows(r) for t, r in sorted(by_ticker.items())},
+                # Live skill of each serving method, and the method each ticker got last.
+                "methods": {m: _windows(r) for m, r in sorted(by_method.items())},
+                "ticker_methods": {t: r[-1].method for t, r in sorted(by_ticker.items())},
             }
         )
         reports[-1]["drift_reason"] = drift_reason(reports[-1])
@@ -409,4 +418,12 @@ def monitor_text(payload: dict[str, Any]) -> str:
             f"{num(r.get('naive_pinball'), 1e4, '.3f')} bp"
             + (f"; coverage {coverage}" if coverage else "")
         )
+        for method, windows in r.get("methods", {}).items():
+            m = windows[str(HEADLINE)]
+            lines.append(
+                f"  served by {method}: {m['resolved']} resolved, pinball "
+                f"{num(m['pinball'], 1e4, '.3f')} bp vs naive "
+                f"{num(m.get('naive_pinball'), 1e4, '.3f')} bp, 80% coverage "
+                f"{pct(m['coverage'].get('0.8'))}"
+            )
     return "\n".join(lines)

@@ -107,3 +107,20 @@ def test_naive_quantiles_match_the_backtest_baseline(sample_frame) -> None:  # t
     assert got == pytest.approx({lv: past[-1] * np.exp(v) for lv, v in zip(levels, q, strict=True)})
     assert got[0.5] == pytest.approx(past[-1])  # zero median: persistence
     assert naive_quantiles(closes.iloc[:10], date(1999, 1, 15), levels, 250) is None
+
+
+def test_live_skill_is_reported_per_serving_method() -> None:
+    from dataclasses import replace
+
+    from pipelines.monitor import version_reports
+
+    band = {0.1: 95.0, 0.5: 100.0, 0.9: 105.0}
+    lstm = [replace(row(100.0, 100.0, 101.0, band), ticker="^GSPC") for _ in range(3)]
+    garch = [replace(row(100.0, 100.0, 106.0, band), method="garch") for _ in range(2)]
+    (report,) = version_reports([*lstm, *garch])
+    assert set(report["methods"]) == {"lstm", "garch"}
+    assert report["methods"]["lstm"]["250"]["resolved"] == 3
+    assert report["methods"]["garch"]["250"]["coverage"]["0.8"] == 0.0
+    assert report["methods"]["lstm"]["250"]["coverage"]["0.8"] == 1.0
+    assert report["ticker_methods"] == {"ACME": "garch", "^GSPC": "lstm"}
+    assert report["resolved"] == 5
