@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
 from forecaster.config import level_key
 from forecaster.errors import DataValidationError, SourceUnavailableError, TickerNotFoundError
-from forecaster.gate import LSTM
+from forecaster.gate import GARCH_METHOD, LSTM
 from forecaster.inference import implied_volatility
 from service.body import body_openapi
 from service.client_history import check_history
@@ -77,11 +77,11 @@ def _too_many_rows(state: ServiceState, model: LoadedModel, rows: int) -> HTTPEx
     )
 
 
-def _client_window(
+def _check_client_history(
     state: ServiceState, model: LoadedModel, request: ClientRequest, history: RequestHistory
-) -> np.ndarray:
-    """The scaled model input from a client's history: arrays only, no DataFrame (422 on a
-    history the model cannot use; the message names the row)."""
+) -> str:
+    """422 on a history no method may use (too short or long, rows that break the rules; the
+    message names the row); returns the origin to name in later messages."""
     needed = model.forecaster.bundle.min_history
     if len(history) > state.settings.max_history_rows:  # a body the models parsed
         raise _too_many_rows(state, model, len(history))
@@ -94,6 +94,17 @@ def _client_window(
     origin = f"history for {request.ticker}"
     try:
         check_history(history, origin)
+    except DataValidationError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    return origin
+
+
+def _client_window(
+    state: ServiceState, model: LoadedModel, request: ClientRequest, history: RequestHistory
+) -> np.ndarray:
+    """The scaled model input from a client's history: arrays only, no DataFrame."""
+    origin = _check_client_history(state, model, request, history)
+    try:
         return model.forecaster.prepare_arrays(history.prices, origin)
     except DataValidationError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
@@ -116,15 +127,6 @@ async def _client_forecast(
     return PreparedHistory(as_of, float(history.prices.close[-1]), quantiles)
 
 
-def _checked_closes(
-    state: ServiceState, model: LoadedModel, request: ClientRequest, history: RequestHistory
-) -> np.ndarray:
-    """The closes of a client history after the same checks the model's input gets."""
-    _client_window(state, model, request, history)
-    closes: np.ndarray = history.prices.close
-    return closes
-
-
 async def _client_baseline(
     state: ServiceState,
     model: LoadedModel,
@@ -132,14 +134,23 @@ async def _client_baseline(
     history: RequestHistory,
     method: str,
 ) -> PreparedHistory:
-    """A baseline's forecast from the client's history (a GARCH fit for an unseen ticker runs
-    in a thread: tens of milliseconds)."""
+    """A baseline's forecast from the client's history, after the same checks the model's input
+    gets. Filtering GARCH or taking the random walk's quantiles costs a fraction of a
+    millisecond and runs inline; a GARCH fit (an unseen ticker) runs in a thread."""
     forecaster = model.forecaster
-    closes = _checked_closes(state, model, request, history)
+    if len(history) <= INLINE_ROWS:
+        _check_client_history(state, model, request, history)
+    else:
+        await asyncio.to_thread(_check_client_history, state, model, request, history)
+    closes: np.ndarray = history.prices.close
+    fits = method == GARCH_METHOD and request.ticker not in forecaster.bundle.garch_params
     try:
-        served = await asyncio.to_thread(
-            forecaster.baseline_forecast, request.ticker, method, closes
-        )
+        if fits:
+            served = await asyncio.to_thread(
+                forecaster.baseline_forecast, request.ticker, method, closes
+            )
+        else:
+            served = forecaster.baseline_forecast(request.ticker, method, closes)
     except DataValidationError as exc:
         raise HTTPException(status_code=422, detail=f"history for {request.ticker}: {exc}") from exc
     as_of = pd.Timestamp(history.days[-1])

@@ -200,3 +200,14 @@ def test_replay_serves_past_days_by_the_same_route_as_the_api(
         closes = frame["close"].loc[: pd.Timestamp(row["as_of"])].to_numpy()
         expected = closes[-1] * np.exp(garch_quantiles(closes, LEVELS, PARAMS))
         np.testing.assert_allclose(list(row["quantiles"].values()), expected, rtol=1e-9)
+
+
+def test_a_baseline_gets_the_same_checks_as_the_models_input(client: TestClient) -> None:
+    history = rows(60)
+    history[30]["high"] = history[30]["low"] * 0.5  # high below low
+    reply = client.post("/v1/predictions", json={"ticker": "^GSPC", "history": history})
+    assert reply.status_code == 422
+    assert "high" in reply.json()["detail"]
+    short = client.post("/v1/predictions", json={"ticker": "NEWCO", "history": rows(10)})
+    assert short.status_code == 422
+    assert "needs at least" in short.json()["detail"]
