@@ -252,7 +252,9 @@ def route(
 
     1. its pinball beats the empirical random walk: one-sided DM p < dm_alpha;
     2. it is not significantly worse than GARCH: one-sided DM p (worse) >= dm_alpha;
-    3. every served interval passes Kupiec's test at kupiec_alpha.
+    3. every served interval passes Kupiec's test at kupiec_alpha;
+    4. its median is not significantly worse than naive persistence (one-sided DM on absolute
+       errors, p >= dm_alpha): the point forecast must never be significantly worse.
 
     Elsewhere the baseline with the lower mean pinball on those days serves.
     """
@@ -273,6 +275,11 @@ def route(
         failed.append(f"does not beat the random walk (DM p {_fmt(p_better)})")
     if vs_garch is None or p_worse < config.dm_alpha:
         failed.append(f"significantly worse than GARCH (DM p {_fmt(p_worse)})")
+    _, _, p_point_worse = diebold_mariano(model.abs_error, naive.abs_error)
+    if p_point_worse < config.dm_alpha:  # NaN (identical errors) cannot show it is worse
+        failed.append(
+            f"its median is significantly worse than persistence (DM p {_fmt(p_point_worse)})"
+        )
     bad_bands = [k for k, p in kupiec.items() if p is None or not p >= config.kupiec_alpha]
     if bad_bands or not kupiec:
         failed.append(f"bands fail Kupiec ({', '.join(bad_bands) or 'none scored'})")

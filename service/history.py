@@ -189,6 +189,8 @@ class HistoryStore:
         entry = await self._entry(ticker)
         ready = entry.prepared.get(version)
         if ready is None:
-            ready = prepare(forecaster, entry.frame, ticker)
+            # Once per ticker and version, off the event loop: a baseline may fit GARCH on the
+            # whole history (tens of milliseconds for a ticker outside the universe).
+            ready = await asyncio.to_thread(prepare, forecaster, entry.frame, ticker)
             entry.prepared = {version: ready}  # older versions' inputs are no longer needed
         return ready

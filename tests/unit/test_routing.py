@@ -83,3 +83,9 @@ def test_a_route_survives_the_bundle_json() -> None:
     assert again == r
     with pytest.raises(ValueError, match="not a route"):
         Route.from_dict({"method": "oracle", "evidence": {}})
+
+
+def test_a_median_worse_than_persistence_loses_the_ticker() -> None:
+    r = route(scores(0.90, error_factor=1.1), NAIVE, garch(0.95))
+    assert r.method == "garch"
+    assert "worse than persistence" in r.reason
