@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecaster.calibration import Calibration
 from forecaster.config import ForecasterConfig
 from forecaster.dataset import PreparedData, build_windows, fit_scaler, last_train_days
-from forecaster.evaluation import GARCH, MODEL, NAIVE, Evaluation, evaluate
+from forecaster.evaluation import GARCH, MODEL, NAIVE, RAW, Evaluation, evaluate
 from forecaster.fallback import GARCH_MIN_RETURNS
 from forecaster.forecasters import (
     GarchForecaster,
@@ -80,11 +81,16 @@ class FoldResult:
 def score_on_test(
     data: PreparedData, forecasters: Mapping[str, QuantileForecaster], config: ForecasterConfig
 ) -> Evaluation:
-    """Every fitted forecaster on exactly the fold's test windows."""
+    """Every fitted forecaster on exactly the fold's test windows; a recalibrated model's raw
+    quantiles are scored too (as RAW), so coverage before and after sits side by side."""
     test = data.windows.take(data.split.test)
+    forecasts = {name: f.predict(test) for name, f in forecasters.items()}
+    model = forecasters.get(MODEL)
+    if isinstance(model, LSTMForecaster) and model.outcomes is not None:
+        forecasts[RAW] = model.predict_raw(test)
     return evaluate(
         test,
-        {name: f.predict(test) for name, f in forecasters.items()},
+        forecasts,
         config.model.quantiles,
         config.model.intervals,
         config.model.interval_level,
@@ -192,6 +198,12 @@ def leave_tickers_out(
 def garch_params(fold: FoldResult) -> dict[str, dict[str, float]]:
     forecaster = fold.forecasters.get(GARCH)
     return forecaster.params if isinstance(forecaster, GarchForecaster) else {}
+
+
+def model_calibrations(fold: FoldResult) -> dict[str, Calibration]:
+    """Each ticker's band factors at the end of the fold's test days (the served bundle's)."""
+    model = fold.forecasters.get(MODEL)
+    return model.calibrations(fold.test) if isinstance(model, LSTMForecaster) else {}
 
 
 def fit_fold(data: PreparedData, config: ForecasterConfig) -> FoldResult:

@@ -170,6 +170,15 @@ class ModelConfig(FrozenModel):
         description="networks trained from seeds training.seed, +1, ...; the served forecast "
         "averages their quantiles",
     )
+    calibration_window: int | None = Field(
+        250,
+        ge=10,
+        description="each ticker's bands rescaled by split-conformal factors from its last N "
+        "realised forecasts (forecaster.calibration); null: bands as the network makes them",
+    )
+    calibration_min_days: int = Field(
+        60, ge=10, description="fewer realised forecasts than this: a ticker's bands stay raw"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -182,6 +191,12 @@ class ModelConfig(FrozenModel):
             tail = round((1.0 - coverage) / 2.0, 9)
             if not all(any(abs(level - t) < 1e-9 for level in q) for t in (tail, 1.0 - tail)):
                 raise ValueError(f"interval {coverage} needs quantiles {tail:g} and {1.0 - tail:g}")
+        window = self.calibration_window
+        if window is not None and self.calibration_min_days > window:
+            raise ValueError(
+                f"calibration_min_days {self.calibration_min_days} exceeds calibration_window "
+                f"{window}"
+            )
         if not any(abs(self.interval_level - c) < 1e-9 for c in self.intervals):
             raise ValueError(
                 f"interval_level {self.interval_level} must be one of intervals "

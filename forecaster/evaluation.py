@@ -27,6 +27,7 @@ MODEL = "model"
 NAIVE = "naive"
 GARCH = "garch"
 LINEAR = "linear"
+RAW = "raw"  # the model's quantiles before per-ticker recalibration (forecaster.calibration)
 
 
 @dataclass(frozen=True)

@@ -272,19 +272,20 @@ def route(
                         _none_if_nan(p_worse), kupiec)  # fmt: skip
     failed = []
     if vs_naive is None or not p_better < config.dm_alpha:
-        failed.append(f"does not beat the random walk (DM p {_fmt(p_better)})")
+        failed.append(f"the model does not beat the random walk (DM p {_fmt(p_better)})")
     if vs_garch is None or p_worse < config.dm_alpha:
-        failed.append(f"significantly worse than GARCH (DM p {_fmt(p_worse)})")
+        failed.append(f"the model is significantly worse than GARCH (DM p {_fmt(p_worse)})")
     _, _, p_point_worse = diebold_mariano(model.abs_error, naive.abs_error)
     if p_point_worse < config.dm_alpha:  # NaN (identical errors) cannot show it is worse
         failed.append(
-            f"its median is significantly worse than persistence (DM p {_fmt(p_point_worse)})"
+            "the model's median is significantly worse than persistence "
+            f"(DM p {_fmt(p_point_worse)})"
         )
     bad_bands = [k for k, p in kupiec.items() if p is None or not p >= config.kupiec_alpha]
     if bad_bands or not kupiec:
-        failed.append(f"bands fail Kupiec ({', '.join(bad_bands) or 'none scored'})")
+        failed.append(f"the model's bands fail Kupiec ({', '.join(bad_bands) or 'none scored'})")
     if not failed:
         return Route(LSTM, f"the model earned it on {n} {scope} days", evidence)
     garch_mean, naive_mean = float(np.mean(garch.pinball)), float(np.mean(naive.pinball))
     best = GARCH_METHOD if garch_mean < naive_mean else NAIVE_METHOD
-    return Route(best, f"model {'; '.join(failed)}; {best} had the lower pinball", evidence)
+    return Route(best, f"{'; '.join(failed)}; {best} had the lower pinball", evidence)

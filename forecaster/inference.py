@@ -21,6 +21,12 @@ import torch
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 from torch import nn
 
+from forecaster.calibration import (
+    Calibration,
+    Outcomes,
+    latest_calibration,
+    recalibrate,
+)
 from forecaster.config import FeatureConfig, ForecasterConfig, level_key
 from forecaster.errors import DataValidationError, ModelFormatError
 from forecaster.fallback import GARCH_MIN_RETURNS, fit_garch, garch_quantiles, naive_quantiles
@@ -107,6 +113,12 @@ class ModelBundle:
     # filtered over a request's history when GARCH serves that ticker.
     garch_params: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     naive_window: int = 250  # trailing returns behind the served random walk
+    # Per-ticker band recalibration (forecaster.calibration): the rolling window, and each
+    # universe ticker's factors as of the end of training, for histories too short to
+    # calibrate on. None: bands as the network makes them (and every bundle made before).
+    calibration_window: int | None = None
+    calibration_min_days: int = 60
+    calibration: Mapping[str, Calibration] = field(default_factory=dict)
 
     @property
     def median_index(self) -> int:
@@ -142,6 +154,9 @@ class ModelBundle:
                     "unseen": self.unseen.to_dict() if self.unseen is not None else None,
                     "garch_params": {t: dict(p) for t, p in self.garch_params.items()},
                     "naive_window": self.naive_window,
+                    "calibration_window": self.calibration_window,
+                    "calibration_min_days": self.calibration_min_days,
+                    "calibration": {t: c.to_dict() for t, c in self.calibration.items()},
                 },
                 "scaler": self.scaler.to_dict(),
                 "network": {
@@ -189,6 +204,14 @@ class ModelBundle:
                 for t, p in (serving.get("garch_params") or {}).items()
             },
             naive_window=int(serving.get("naive_window", 250)),
+            calibration_window=(
+                int(serving["calibration_window"]) if serving.get("calibration_window") else None
+            ),
+            calibration_min_days=int(serving.get("calibration_min_days", 60)),
+            calibration={
+                str(t): Calibration.from_dict(c)
+                for t, c in (serving.get("calibration") or {}).items()
+            },
         )
 
     @classmethod
@@ -201,6 +224,7 @@ class ModelBundle:
         routes: Mapping[str, Route] | None = None,
         unseen: Route | None = None,
         garch_params: Mapping[str, Mapping[str, float]] | None = None,
+        calibration: Mapping[str, Calibration] | None = None,
     ) -> ModelBundle:
         """The one recipe from a config (and the data it was fitted on) to a bundle."""
         frames = frames or {}
@@ -229,6 +253,9 @@ class ModelBundle:
             unseen=unseen,
             garch_params=dict(garch_params or {}),
             naive_window=config.evaluation.naive_window,
+            calibration_window=config.model.calibration_window,
+            calibration_min_days=config.model.calibration_min_days,
+            calibration=dict(calibration or {}),
         )
 
     def member_network(self, target_scale: float = 1.0) -> LSTMQuantileNet:
@@ -336,6 +363,59 @@ class Forecaster:
                     logger.info("%s: GARCH fit refused (%s); the random walk answers", ticker, exc)
         return Served(NAIVE_METHOD, naive_quantiles(closes, levels, self.bundle.naive_window))
 
+    def _history_outcomes(
+        self, history: pd.DataFrame, ticker: str
+    ) -> tuple[np.ndarray, pd.DatetimeIndex, Outcomes]:
+        """The raw quantiles of every window of a history, their as-of dates, and the outcomes
+        of those whose next close the history holds, leaving out the days the network trained
+        on for this ticker (its errors there say nothing about its calibration)."""
+        x, as_of = all_windows(history, self.bundle.features, self.bundle.lookback)
+        q = predict_quantiles(self.network, self.bundle.scaler.transform(x))
+        close = history[CLOSE].to_numpy()
+        pos = history.index.get_indexer(as_of)
+        scored = np.arange(len(pos) - 1 if pos[-1] + 1 >= len(close) else len(pos))
+        known_at = history.index[pos[scored] + 1]
+        trained_until = (self.bundle.universe.get(ticker) or {}).get("last")
+        if trained_until is not None:
+            scored = scored[known_at > pd.Timestamp(trained_until)]
+            known_at = history.index[pos[scored] + 1]
+        y = np.log(close[pos[scored] + 1] / close[pos[scored]])
+        outcomes = Outcomes.of(q[scored], y, np.full(len(scored), ticker, dtype=object),
+                               known_at.to_numpy(dtype="datetime64[ns]"),
+                               self.bundle.quantiles, self.bundle.served_intervals)  # fmt: skip
+        return q, as_of, outcomes
+
+    def history_calibration(self, history: pd.DataFrame, ticker: str = "") -> Calibration | None:
+        """Factors from the model's own forecasts over the history's last calibration_window
+        days, or None (calibration off, or too short a history)."""
+        bundle, window = self.bundle, self.bundle.calibration_window
+        if window is None or len(history) < bundle.min_history + bundle.calibration_min_days:
+            return None
+        tail = history.iloc[-(bundle.min_history + window) :]
+        _, _, outcomes = self._history_outcomes(tail, ticker)
+        return latest_calibration(outcomes.scores, outcomes.known_at, window,
+                                  bundle.calibration_min_days, bundle.served_intervals,
+                                  "history")  # fmt: skip
+
+    def calibration_for(
+        self, ticker: str, history: pd.DataFrame | None = None
+    ) -> Calibration | None:
+        """A ticker's band factors: from the history when it is long enough, else those the
+        bundle stored for a universe ticker, else None (raw bands)."""
+        if self.bundle.calibration_window is None:
+            return None
+        found = self.history_calibration(history, ticker) if history is not None else None
+        return found or self.bundle.calibration.get(ticker)
+
+    def calibrate(self, q: np.ndarray, calibration: Calibration | None) -> np.ndarray:
+        """Quantiles (one row or (n, levels)) with the calibration's band factors applied."""
+        if calibration is None:
+            return q
+        intervals = self.bundle.served_intervals
+        rows = np.atleast_2d(q)
+        out = recalibrate(rows, calibration.array(intervals), self.bundle.quantiles, intervals)
+        return out if q.ndim == 2 else out[0]
+
     def rows(
         self, ticker: str, as_of: pd.DatetimeIndex, last_close: np.ndarray, q: np.ndarray
     ) -> pd.DataFrame:
@@ -364,6 +444,7 @@ class Forecaster:
         """One row: the forecast for the trading day after the history's last date."""
         window = latest_window(history, self.bundle.features, self.bundle.lookback)
         q = predict_quantiles(self.network, self.bundle.scaler.transform(window))
+        q = self.calibrate(q, self.calibration_for(ticker, history))
         return self.rows(ticker, history.index[-1:], history[CLOSE].to_numpy()[-1:], q)
 
     def prepare_window(self, history: pd.DataFrame) -> np.ndarray:
@@ -397,9 +478,16 @@ class Forecaster:
         return quantiles
 
     def predict_all(self, history: pd.DataFrame, ticker: str = "") -> pd.DataFrame:
-        """A row for every day with a full window: the forecast made as of that day."""
-        x, as_of = all_windows(history, self.bundle.features, self.bundle.lookback)
-        q = predict_quantiles(self.network, self.bundle.scaler.transform(x))
+        """A row for every day with a full window: the forecast made as of that day, its bands
+        recalibrated from the history's earlier outcomes only (as a server would have)."""
+        q, as_of, outcomes = self._history_outcomes(history, ticker)
+        bundle = self.bundle
+        if bundle.calibration_window is not None:
+            factors = outcomes.factors(np.full(len(as_of), ticker, dtype=object),
+                                       as_of.to_numpy(dtype="datetime64[ns]"),
+                                       bundle.calibration_window, bundle.calibration_min_days,
+                                       bundle.served_intervals)  # fmt: skip
+            q = recalibrate(q, factors, bundle.quantiles, bundle.served_intervals)
         return self.rows(ticker, as_of, history[CLOSE].reindex(as_of).to_numpy(), q)
 
 

@@ -291,8 +291,11 @@ def _version_key(version: str) -> tuple[int, str]:
 def _store(engine: Engine, reports: Sequence[dict[str, Any]], now: datetime) -> None:
     records = []
     for report in reports:
-        scopes = {"*": report["windows"], **report["tickers"]}
-        for ticker, windows in scopes.items():
+        # Every ticker and method, each ticker, each serving method ("*" = all of them).
+        scopes = {("*", "*"): report["windows"]}
+        scopes.update({(t, "*"): w for t, w in report["tickers"].items()})
+        scopes.update({("*", m): w for m, w in report.get("methods", {}).items()})
+        for (ticker, method), windows in scopes.items():
             for window, figures in windows.items():
                 records.append(
                     {
@@ -300,13 +303,16 @@ def _store(engine: Engine, reports: Sequence[dict[str, Any]], now: datetime) -> 
                         "model_name": report["model_name"],
                         "model_version": report["model_version"],
                         "ticker": ticker,
+                        "method": method,
                         "window": int(window),
                         "resolved": figures["resolved"],
                         "mae": figures["mae"],
                         "naive_mae": figures["naive_mae"],
                         "pinball": figures["pinball"],
                         "naive_pinball": figures["naive_pinball"],
-                        "drift_reason": report["drift_reason"] if ticker == "*" else None,
+                        "drift_reason": report["drift_reason"]
+                        if scope_all(ticker, method)
+                        else None,
                         "coverage": json.dumps(figures["coverage"]),
                         "kupiec_pvalue": json.dumps(figures["kupiec_pvalue"]),
                     }
@@ -314,6 +320,10 @@ def _store(engine: Engine, reports: Sequence[dict[str, Any]], now: datetime) -> 
     if records:
         with engine.begin() as conn:
             conn.execute(insert(live_scores), records)
+
+
+def scope_all(ticker: str, method: str) -> bool:
+    return ticker == "*" and method == "*"
 
 
 def _flat(report: dict[str, Any]) -> dict[str, float]:

@@ -216,12 +216,14 @@ def _history_body(ticker: str, frame: pd.DataFrame) -> dict[str, Any]:
 def _replay_via_service(
     config: ForecasterConfig, start: date, end: date, url: str
 ) -> dict[str, Any]:
-    """One request per as-of day, with the shortest history the served model accepts up to it:
-    the service logs each forecast as it logs any client's."""
+    """One request per as-of day, with the shortest history that gets the served model's full
+    forecast up to it (its window, and the outcomes that recalibrate its bands): the service
+    logs each forecast as it logs any client's."""
     service = _Service(url)
     try:
         info = service.call("GET", "/v1/model", "(the served model)")
         needed = int(info["min_history"])
+        calibrated = (info.get("history_rows") or {}).get("lstm_calibrated")
         frames = load_frames(config.data)
         versions: dict[str, int] = {}
         per_ticker: dict[str, int] = {}
@@ -232,7 +234,8 @@ def _replay_via_service(
             if not days:
                 raise _no_days(ticker, start, end)
             for i in days:
-                body = _history_body(ticker, history.iloc[i + 1 - needed : i + 1])
+                first = max(0, i + 1 - max(needed, int(calibrated or 0)))
+                body = _history_body(ticker, history.iloc[first : i + 1])
                 as_of = history.index[i].date()
                 served = service.call("POST", "/v1/predictions", f"for {ticker} as of {as_of}",
                                       json=body)  # fmt: skip

@@ -107,7 +107,7 @@ def metrics_table(summary: dict[str, Any]) -> list[str]:
     """Every forecaster on the same days: point metrics in price units, proper scores of the
     distribution in log-return units, then the honest headline."""
     levels = list(summary["model"]["coverage"])
-    names = [n for n in ("model", "naive", "garch", "linear") if n in summary]
+    names = [n for n in ("model", "raw", "naive", "garch", "linear") if n in summary]
     cov_head = "".join(f"{'cov' + k:>9}" for k in levels)
     lines = [f"  {'':<7}{'MAE':>9}{'dir.acc':>9}{'pinball':>10}{'CRPS':>10}{cov_head}"]
     for name in names:
@@ -188,6 +188,23 @@ def per_ticker_table(per_ticker: dict[str, Any]) -> list[str]:
     return lines
 
 
+def calibration_table(per_ticker: dict[str, Any]) -> list[str]:
+    """Coverage per ticker before (the network's raw bands) and after recalibration."""
+    blocks = {t: b for t, b in per_ticker.items() if "raw" in b}
+    if not blocks:
+        return []
+    levels = list(next(iter(blocks.values()))["model"]["coverage"])
+    width = max(8, *(len(t) + 1 for t in blocks))
+    head = "".join(f"{'cov' + k:>18}" for k in levels)
+    lines = ["bands recalibrated per ticker (coverage on the test days, raw -> served):",
+             f"  {'':<{width}}{head}"]  # fmt: skip
+    for ticker, block in blocks.items():
+        raw, served = block["raw"]["coverage"], block["model"]["coverage"]
+        cells = "".join(f"{100 * raw[k]:>10.1f}% ->{100 * served[k]:>5.1f}%" for k in levels)
+        lines.append(f"  {ticker:<{width}}{cells}")
+    return lines
+
+
 def run_url(tracking_uri: str, experiment_id: str, run_id: str, path: str = "") -> str:
     """The run's page in the MLflow UI: the tracking server's own, or `forecaster ui`'s
     default address for a local store."""
@@ -232,6 +249,7 @@ def retrain_text(result: Any) -> str:
         lines += metrics_table(payload["metrics"])
     if payload["per_ticker"] and len(payload["per_ticker"]) > 1:
         lines += per_ticker_table(payload["per_ticker"])
+        lines += calibration_table(payload["per_ticker"])
     if payload["routes"]:
         lines.append(
             "served by (per ticker: the model only where it beat the random walk, was "
@@ -278,4 +296,5 @@ def backtest_text(payload: dict[str, Any]) -> str:
     lines += metrics_table(payload["aggregate"])
     if len(payload.get("per_ticker") or {}) > 1:
         lines += per_ticker_table(payload["per_ticker"])
+        lines += calibration_table(payload["per_ticker"])
     return "\n".join(lines)

@@ -29,6 +29,7 @@ from forecaster.backtest import (
     garch_params,
     gate_config,
     leave_tickers_out,
+    model_calibrations,
     score_on_test,
     ticker_routes,
     unseen_route,
@@ -272,8 +273,12 @@ def register_step(data: PreparedData, evaluated: Evaluated, config: ForecasterCo
         routes=evaluated.routes,
         unseen=evaluated.unseen,
         garch_params=garch_params(evaluated.fold),
+        calibration=model_calibrations(evaluated.fold),
     )
     forecaster = Forecaster(bundle, evaluated.fold.trained.network)
+    if bundle.calibration:
+        mlflow.log_dict({t: c.to_dict() for t, c in bundle.calibration.items()},
+                        "calibration.json")  # fmt: skip
     info = log_pyfunc(forecaster, input_example(data.frames, bundle))
     mlflow.log_dict(data.scaler.to_dict(), "scaler.json")
     run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]

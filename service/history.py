@@ -17,6 +17,7 @@ from typing import Generic, TypeVar
 import numpy as np
 import pandas as pd
 
+from forecaster.calibration import Calibration
 from forecaster.errors import DataError, SourceUnavailableError
 from forecaster.gate import LSTM
 from forecaster.inference import Forecaster
@@ -42,6 +43,7 @@ class PreparedHistory:
     last_close: float
     quantiles: np.ndarray  # (n_quantiles,) log returns
     method: str = LSTM  # the forecaster that made them (gate.METHODS)
+    calibration: Calibration | None = None  # the band factors applied to the model's bands
 
 
 def prepare(forecaster: Forecaster, frame: pd.DataFrame, ticker: str) -> PreparedHistory:
@@ -52,7 +54,9 @@ def prepare(forecaster: Forecaster, frame: pd.DataFrame, ticker: str) -> Prepare
         served = forecaster.baseline_forecast(ticker, route.method, frame[CLOSE].to_numpy())
         return PreparedHistory(as_of, last_close, served.quantiles, served.method)
     window = forecaster.prepare_window(frame)
-    return PreparedHistory(as_of, last_close, forecaster.forecast_window(window))
+    calibration = forecaster.calibration_for(ticker, frame)
+    quantiles = forecaster.calibrate(forecaster.forecast_window(window), calibration)
+    return PreparedHistory(as_of, last_close, quantiles, LSTM, calibration)
 
 
 def make_source(settings: ServiceSettings) -> OHLCVSource:

@@ -34,6 +34,7 @@ class ScoreRow:
     window: int
     figures: dict[str, Any]
     drift_reason: str | None = None
+    method: str = "*"  # the serving method scored; "*": all of them
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class LiveScores:
                  "coverage": json.loads(r.coverage or "{}"),
                  "kupiec_pvalue": json.loads(r.kupiec_pvalue or "{}")},
                 r.drift_reason,
+                r.method,
             )
             for r in rows
         )  # fmt: skip
@@ -88,8 +90,9 @@ class LiveScores:
 
 
 class LiveGauges(Collector):
-    """forecaster_live_coverage{version,level}, forecaster_live_pinball{version} and
-    forecaster_live_resolved_total{version}: the last monitor run, all tickers, last 250."""
+    """forecaster_live_coverage{version,method,level}, forecaster_live_pinball{version,method}
+    and forecaster_live_resolved_total{version,method}: the last monitor run, all tickers, last
+    250, per serving method (method="*": all of them)."""
 
     def __init__(self, scores: LiveScores) -> None:
         self.scores = scores
@@ -97,19 +100,20 @@ class LiveGauges(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         coverage = GaugeMetricFamily("forecaster_live_coverage",
                                      "Live coverage of each served interval (last 250 resolved)",
-                                     labels=["version", "level"])  # fmt: skip
+                                     labels=["version", "method", "level"])  # fmt: skip
         pinball = GaugeMetricFamily("forecaster_live_pinball",
                                     "Live mean pinball loss (last 250 resolved)",
-                                    labels=["version"])  # fmt: skip
+                                    labels=["version", "method"])  # fmt: skip
         resolved = GaugeMetricFamily("forecaster_live_resolved_total",
                                      "Served forecasts resolved against a realised close",
-                                     labels=["version"])  # fmt: skip
+                                     labels=["version", "method"])  # fmt: skip
         for row in self.scores.snapshot().rows:
             if row.ticker != "*" or row.window != HEADLINE:
                 continue
+            labels = [row.model_version, row.method]
             for level, value in row.figures["coverage"].items():
-                coverage.add_metric([row.model_version, level], value)
+                coverage.add_metric([*labels, level], value)
             if row.figures["pinball"] is not None:
-                pinball.add_metric([row.model_version], row.figures["pinball"])
-            resolved.add_metric([row.model_version], row.figures["resolved"])
+                pinball.add_metric(labels, row.figures["pinball"])
+            resolved.add_metric(labels, row.figures["resolved"])
         yield from (coverage, pinball, resolved)

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from forecaster.calibration import Calibration
+from forecaster.config import level_key
 from forecaster.gate import UNSEEN_SCOPE, Route
 from forecaster.schemas import TICKER_PATTERN
 
@@ -79,6 +81,32 @@ class Evidence(BaseModel):
     reason: str = Field(description="why this method serves the ticker")
 
 
+class BandCalibration(BaseModel):
+    """How the model's bands were rescaled for this ticker (forecaster.calibration)."""
+
+    factors: dict[str, float] = Field(
+        description="each central interval's half-widths about the median were multiplied by "
+        "this, by nominal coverage (above 1: the raw bands covered too few recent outcomes)"
+    )
+    days: int = Field(description="realised forecasts the factors come from")
+    through: date = Field(description="the last of those outcomes")
+    source: Literal["history", "training"] = Field(
+        description="'history': the model's own forecasts over the history this forecast was "
+        "made from; 'training': stored with the model for this ticker when it was trained"
+    )
+
+
+def calibration_of(calibration: Calibration | None) -> BandCalibration | None:
+    if calibration is None:
+        return None
+    return BandCalibration(
+        factors={level_key(c): round(f, 6) for c, f in calibration.factors.items()},
+        days=calibration.days,
+        through=date.fromisoformat(calibration.through),
+        source="history" if calibration.source == "history" else "training",
+    )
+
+
 class PredictionResponse(BaseModel):
     ticker: str
     as_of: date = Field(description="last trading day of the history used")
@@ -106,6 +134,11 @@ class PredictionResponse(BaseModel):
     )
     evidence: Evidence | None = Field(
         None, description="the evidence behind the method (null for models made before routing)"
+    )
+    calibration: BandCalibration | None = Field(
+        None,
+        description="the per-ticker rescaling the model's bands got; null: served as the "
+        "network (or the baseline) made them",
     )
 
 
@@ -189,7 +222,15 @@ class ModelInfo(BaseModel):
         default_factory=dict,
         description="rows of client history each method needs: 'lstm' (the model's window), "
         "'garch_fit' (an unseen ticker gets GARCH(1,1)-t fitted on its own history from this "
-        "many rows; fewer get the random walk) and 'naive'",
+        "many rows; fewer get the random walk), 'naive' and 'lstm_calibrated' (a history "
+        "this long recalibrates the model's bands from its last calibration_window outcomes; "
+        "shorter ones use the outcomes they hold, down to calibration_min_days, then the "
+        "factors stored with the model)",
+    )
+    calibration: dict[str, BandCalibration] = Field(
+        default_factory=dict,
+        description="per universe ticker, the band factors stored with the model (used for "
+        "client histories; server history recalibrates from its own latest outcomes)",
     )
 
 
@@ -231,6 +272,9 @@ class PerformanceEntry(BaseModel):
     model_name: str
     model_version: str
     ticker: str = Field(description='"*" for every ticker the version served')
+    method: str = Field(
+        "*", description='the serving method scored (lstm, garch, naive); "*": all of them'
+    )
     windows: dict[str, WindowScores] = Field(description="last N resolved forecasts -> scores")
     drift_reason: str | None = Field(
         None, description="why this version's live record calls for a retrain; null: it does not"

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -76,4 +77,6 @@ live_scores = Table(
     # version's live record calls for a retrain (None: it does not).
     Column("naive_pinball", Float, nullable=True),
     Column("drift_reason", Text, nullable=True),
+    # Since revision 0006: the serving method scored (lstm, garch, naive); "*": all of them.
+    Column("method", String(16), nullable=False, server_default=text("'*'")),
 )

@@ -4,7 +4,7 @@ from fastapi import APIRouter
 
 from forecaster.fallback import GARCH_MIN_RETURNS, NAIVE_MIN_RETURNS
 from service.deps import Model
-from service.schemas import ModelInfo, TickerRange, served_by
+from service.schemas import ModelInfo, TickerRange, calibration_of, served_by
 
 router = APIRouter(tags=["model"])
 
@@ -49,5 +49,15 @@ async def model_info(model: Model) -> ModelInfo:
             "lstm": bundle.min_history,
             "garch_fit": GARCH_MIN_RETURNS + 1,
             "naive": NAIVE_MIN_RETURNS + 1,
+            **(
+                {"lstm_calibrated": bundle.min_history + bundle.calibration_window}
+                if bundle.calibration_window is not None
+                else {}
+            ),
+        },
+        calibration={
+            t: c
+            for t, c in ((t, calibration_of(c)) for t, c in bundle.calibration.items())
+            if c is not None
         },
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 
@@ -27,24 +27,32 @@ async def performance(
     ticker: Annotated[
         str | None, Query(pattern=ANY_OR_TICKER, description='a ticker, or "*" for all')
     ] = None,
+    method: Annotated[
+        Literal["lstm", "garch", "naive", "*"] | None,
+        Query(description='a serving method, or "*" for all of them'),
+    ] = None,
 ) -> Performance:
-    """Per model version and ticker, over the last 20, 60 and 250 resolved forecasts: MAE
-    beside naive persistence, pinball loss, and each interval's coverage with Kupiec's p."""
+    """Per model version, and per ticker or per serving method, over the last 20, 60 and 250
+    resolved forecasts: MAE beside naive persistence, pinball loss beside the random walk's,
+    and each interval's coverage with Kupiec's p."""
     snapshot = await asyncio.to_thread(state.live_scores.snapshot)
     if snapshot.computed_at is None:
         raise HTTPException(404, detail="no live scores yet: run `forecaster monitor`")
-    grouped: dict[tuple[str, str, str], dict[str, WindowScores]] = defaultdict(dict)
-    drift: dict[tuple[str, str, str], str | None] = {}
+    grouped: dict[tuple[str, str, str, str], dict[str, WindowScores]] = defaultdict(dict)
+    drift: dict[tuple[str, str, str, str], str | None] = {}
     for row in snapshot.rows:
         if version is not None and row.model_version != version:
             continue
         if ticker is not None and row.ticker != ticker:
             continue
-        key = (row.model_name, row.model_version, row.ticker)
+        if method is not None and row.method != method:
+            continue
+        key = (row.model_name, row.model_version, row.ticker, row.method)
         grouped[key][str(row.window)] = WindowScores(**row.figures)
         drift[key] = drift.get(key) or row.drift_reason
     if not grouped:
-        wanted = ", ".join(f"{k} {v}" for k, v in (("version", version), ("ticker", ticker)) if v)
+        asked = (("version", version), ("ticker", ticker), ("method", method))
+        wanted = ", ".join(f"{k} {v}" for k, v in asked if v)
         raise HTTPException(404, detail=f"no live scores for {wanted}")
     return Performance(
         computed_at=snapshot.computed_at,
@@ -53,9 +61,10 @@ async def performance(
                 model_name=n,
                 model_version=v,
                 ticker=t,
+                method=m,
                 windows=w,
-                drift_reason=drift.get((n, v, t)),
+                drift_reason=drift.get((n, v, t, m)),
             )
-            for (n, v, t), w in sorted(grouped.items())
+            for (n, v, t, m), w in sorted(grouped.items())
         ],
     )

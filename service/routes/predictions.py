@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
+from forecaster.calibration import Calibration
 from forecaster.config import level_key
 from forecaster.errors import DataValidationError, SourceUnavailableError, TickerNotFoundError
 from forecaster.gate import GARCH_METHOD, LSTM
 from forecaster.inference import implied_volatility
+from forecaster.schemas import DATE, OHLCV_COLUMNS
 from service.body import body_openapi
 from service.client_history import check_history
 from service.deps import Model, State
@@ -30,6 +32,7 @@ from service.schemas import (
     ModelRef,
     PredictionRequest,
     PredictionResponse,
+    calibration_of,
     evidence_of,
 )
 from service.state import ServiceState
@@ -123,8 +126,32 @@ async def _client_forecast(
         else:  # validation is linear in the rows: long histories off the event loop
             window = await asyncio.to_thread(_client_window, state, model, request, history)
     quantiles = await batcher.forecast(model.forecaster, window)
+    bundle = model.forecaster.bundle
+    calibration = None
+    if bundle.calibration_window is not None:
+        # The model's own forecasts over the request's history calibrate its bands (off the
+        # event loop: a forward pass over up to calibration_window + 1 windows), as the
+        # server's history and replay do; a history too short gets the stored factors.
+        if len(history) >= bundle.min_history + bundle.calibration_min_days:
+            calibration = await asyncio.to_thread(_history_calibration, model, request, history)
+        calibration = calibration or bundle.calibration.get(request.ticker)
+    quantiles = model.forecaster.calibrate(quantiles, calibration)
     as_of = pd.Timestamp(history.days[-1])
-    return PreparedHistory(as_of, float(history.prices.close[-1]), quantiles)
+    return PreparedHistory(as_of, float(history.prices.close[-1]), quantiles, LSTM, calibration)
+
+
+def _history_calibration(
+    model: LoadedModel, request: ClientRequest, history: RequestHistory
+) -> Calibration | None:
+    frame = pd.DataFrame(
+        {name: getattr(history.prices, name) for name in OHLCV_COLUMNS},
+        index=pd.DatetimeIndex(history.days.astype("datetime64[ns]"), name=DATE),
+    )
+    try:
+        return model.forecaster.history_calibration(frame, request.ticker)
+    except DataValidationError as exc:  # an earlier row the latest window did not reach
+        logger.info("%s: bands not recalibrated (%s)", request.ticker, exc)
+        return None
 
 
 async def _client_baseline(
@@ -203,6 +230,7 @@ async def predict_one(
         history_source=source,
         method=prepared.method,
         evidence=_evidence(model, body.ticker),
+        calibration=calibration_of(prepared.calibration),
     )
     state.metrics.predictions.labels(model.version).inc()
     state.prediction_log.record(

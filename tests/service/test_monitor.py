@@ -81,9 +81,13 @@ def test_monitor_resolves_scores_and_is_idempotent(
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(outcomes)).scalar() == len(rows)
         stored = conn.execute(select(live_scores).where(live_scores.c.ticker == "*",
+                                                        live_scores.c.method == "*",
                                                         live_scores.c.window == 250)).all()  # fmt: skip
+        methods = conn.execute(select(live_scores.c.method).where(
+            live_scores.c.ticker == "*", live_scores.c.window == 250)).scalars().all()  # fmt: skip
     engine.dispose()
     assert len(stored) == 2  # one row per run
+    assert sorted(methods) == ["*", "*", "lstm", "lstm"]  # and one per serving method
     assert json.loads(stored[-1].coverage)["0.8"] == pytest.approx(inside.mean())
 
     # MLflow: a monitoring run per invocation, the latest figures on the model version.
@@ -132,7 +136,9 @@ def test_replay_the_last_quarter_then_monitor_it(
                                reload_interval_seconds=3600,
                                prediction_log_url=f"sqlite:///{tmp_path / 'api.db'}")  # fmt: skip
     with TestClient(create_app(settings)) as client:
-        body = {"ticker": "^GSPC", "history": history_rows(80, end="2018-11-15")}
+        # History long enough for the same band recalibration the replay's full history gets.
+        needed = client.get("/v1/model").json()["history_rows"]["lstm_calibrated"]
+        body = {"ticker": "^GSPC", "history": history_rows(needed, end="2018-11-15")}
         served = client.post("/v1/predictions", json=body).json()
     (same_day,) = [r for r in rows if str(r["as_of"]) == "2018-11-15"]
     assert same_day["target_date"].isoformat() == served["target_date"]
@@ -180,11 +186,18 @@ def test_the_service_reports_the_live_scores(
                                prediction_log_url=served)  # fmt: skip
     with TestClient(create_app(settings)) as client:
         body = client.get("/v1/performance").json()
-        assert {(e["model_version"], e["ticker"]) for e in body["entries"]} == {
-            (version, "*"), (version, "^GSPC")}  # fmt: skip
-        everything = client.get("/v1/performance", params={"version": version, "ticker": "*"})
+        # Every ticker and method, each ticker, each serving method.
+        assert {(e["model_version"], e["ticker"], e["method"]) for e in body["entries"]} == {
+            (version, "*", "*"), (version, "^GSPC", "*"), (version, "*", "lstm")}  # fmt: skip
+        everything = client.get("/v1/performance",
+                                params={"version": version, "ticker": "*", "method": "*"})  # fmt: skip
         (entry,) = everything.json()["entries"]
         assert entry["windows"] == scored["windows"]
+        by_method = client.get("/v1/performance", params={"method": "lstm"}).json()["entries"]
+        assert [e["windows"] for e in by_method] == [scored["methods"]["lstm"]]
+        assert client.get("/v1/performance", params={"method": "garch"}).json() == {
+            "detail": "no live scores for method garch"}  # fmt: skip
+        assert client.get("/v1/performance", params={"method": "arima"}).status_code == 422
         assert client.get("/v1/performance", params={"ticker": "^GSPC"}).status_code == 200
         missing = client.get("/v1/performance", params={"version": "999"})
         assert missing.status_code == 404
@@ -192,9 +205,13 @@ def test_the_service_reports_the_live_scores(
         assert client.get("/v1/performance", params={"ticker": "no spaces"}).status_code == 422
         metrics = client.get("/metrics").text
     coverage = scored["coverage"]["0.8"]
-    assert f'forecaster_live_coverage{{level="0.8",version="{version}"}} {coverage}' in metrics
-    assert (
-        f'forecaster_live_resolved_total{{version="{version}"}} {float(scored["resolved"])}'
-        in metrics
-    )
-    assert f'forecaster_live_pinball{{version="{version}"}}' in metrics
+    for method in ("*", "lstm"):
+        assert (
+            f'forecaster_live_coverage{{level="0.8",method="{method}",version="{version}"}} '
+            f"{coverage}" in metrics
+        )
+        assert (
+            f'forecaster_live_resolved_total{{method="{method}",version="{version}"}} '
+            f"{float(scored['resolved'])}" in metrics
+        )
+        assert f'forecaster_live_pinball{{method="{method}",version="{version}"}}' in metrics

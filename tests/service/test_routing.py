@@ -154,9 +154,10 @@ def test_model_info_lists_the_table_and_the_history_each_method_needs(
     assert info["unseen"]["method"] == "garch"
     assert info["unseen"]["evidence"]["scope"] == "unseen"
     assert info["history_rows"] == {"lstm": info["min_history"],
-                                    "garch_fit": GARCH_MIN_RETURNS + 1, "naive": 21}  # fmt: skip
+                                    "garch_fit": GARCH_MIN_RETURNS + 1, "naive": 21,
+                                    "lstm_calibrated": info["min_history"] + 250}  # fmt: skip
     schema = client.get("/openapi.json").json()["components"]["schemas"]
-    assert set(schema["PredictionResponse"]["properties"]) >= {"method", "evidence"}
+    assert set(schema["PredictionResponse"]["properties"]) >= {"method", "evidence", "calibration"}
 
 
 def test_the_prediction_log_records_the_method(

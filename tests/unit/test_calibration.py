@@ -1,0 +1,125 @@
+"""Per-ticker band recalibration: the conformal factor, its use of past outcomes only, and the
+coverage it restores, on hand-made forecasts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from forecaster.calibration import (
+    MAX_FACTOR,
+    Calibration,
+    Outcomes,
+    band_factors,
+    conformity_scores,
+    latest_calibration,
+    recalibrate,
+    rolling_factors,
+)
+
+LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+INTERVALS = (0.5, 0.8, 0.9)
+
+
+def normal_quantiles(n: int, sigma: float = 1.0) -> np.ndarray:
+    return np.tile(norm.ppf(LEVELS) * sigma, (n, 1))
+
+
+def days(n: int, start: str = "2020-01-01") -> np.ndarray:
+    return np.arange(np.datetime64(start), np.datetime64(start) + n).astype("datetime64[ns]")
+
+
+def test_score_is_the_factor_the_band_needed() -> None:
+    q = np.array([[-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]] * 3)
+    scores = conformity_scores(q, np.array([0.5, -4.0, 0.0]), LEVELS, INTERVALS)
+    # 50% band is -1..1, 80% band -2..2, 90% band -3..3 about the median 0.
+    assert scores[0] == pytest.approx([0.5, 0.25, 0.5 / 3])
+    assert scores[1] == pytest.approx([4.0, 2.0, 4 / 3])
+    assert scores[2] == pytest.approx([0.0, 0.0, 0.0])
+
+
+def test_band_factor_is_the_split_conformal_quantile() -> None:
+    scores = np.tile(np.arange(1, 100, dtype=float)[:, None] / 100, (1, 3))  # 0.01 .. 0.99
+    factors = band_factors(scores, INTERVALS)
+    # n = 99: ranks ceil(100 c) = 50, 80, 90.
+    assert factors == pytest.approx([0.50, 0.80, 0.90])
+
+
+def test_factors_are_bounded() -> None:
+    assert band_factors(np.full((20, 3), 100.0), INTERVALS) == pytest.approx([MAX_FACTOR] * 3)
+
+
+def test_rolling_factor_uses_only_outcomes_known_by_the_as_of_date() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0, 2, size=(300, 3))
+    known = days(300)
+    as_of = known[[100, 200, 299]]
+    before = rolling_factors(scores, known, as_of, 50, 20, INTERVALS)
+    later = scores.copy()
+    later[201:] = 99.0  # outcomes realised after the second as-of date
+    after = rolling_factors(later, known, as_of, 50, 20, INTERVALS)
+    np.testing.assert_array_equal(before[:2], after[:2])
+    assert not np.allclose(before[2], after[2])
+    # The window is the last 50 outcomes up to and including the as-of date.
+    np.testing.assert_allclose(before[0], band_factors(scores[51:101], INTERVALS))
+
+
+def test_too_few_outcomes_leave_the_bands_raw() -> None:
+    scores = np.ones((30, 3))
+    factors = rolling_factors(scores, days(30), days(30), 250, 20, INTERVALS)
+    assert np.isnan(factors[:19]).all()
+    assert not np.isnan(factors[19:]).any()
+    q = normal_quantiles(30)
+    out = recalibrate(q, factors, LEVELS, INTERVALS)
+    np.testing.assert_array_equal(out[:19], q[:19])
+
+
+def test_recalibrate_scales_each_band_about_the_median_and_stays_monotone() -> None:
+    q = np.array([[-3.0, -2.0, -1.0, 0.5, 1.0, 2.0, 3.0]])
+    out = recalibrate(q, np.array([2.0, 1.0, 1.0]), LEVELS, INTERVALS)
+    # The 50% band, -1.5 and +0.5 about the median, doubles to 0.5 - 3 and 0.5 + 1; its lower
+    # end crosses the 80% band's, and the rearrangement keeps the levels increasing.
+    assert out[0] == pytest.approx([-3.0, -2.5, -2.0, 0.5, 1.5, 2.0, 3.0])
+
+
+def test_recalibration_restores_coverage_of_too_narrow_bands() -> None:
+    """Returns 1.6 times as volatile as the bands say: raw bands cover far too little, the
+    rolling factors bring every band back near nominal on later days."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    y = rng.normal(0, 1.6, n)
+    q = normal_quantiles(n)
+    known, as_of = days(n) + np.timedelta64(1, "D"), days(n)
+    scores = conformity_scores(q, y, LEVELS, INTERVALS)
+    factors = rolling_factors(scores, known, as_of, 250, 60, INTERVALS)
+    served = recalibrate(q, factors, LEVELS, INTERVALS)[250:]
+    ys, raw = y[250:], q[250:]
+    for j, (lo, hi) in enumerate([(2, 4), (1, 5), (0, 6)]):
+        before = np.mean((ys >= raw[:, lo]) & (ys <= raw[:, hi]))
+        after = np.mean((ys >= served[:, lo]) & (ys <= served[:, hi]))
+        assert before < INTERVALS[j] - 0.1
+        assert abs(after - INTERVALS[j]) < 0.03
+
+
+def test_outcomes_merge_once_per_day_and_never_mix_tickers() -> None:
+    q = normal_quantiles(4)
+    y = np.array([0.0, 3.0, 0.0, 3.0])
+    a = Outcomes.of(q, y, np.array(["A", "A", "B", "B"], dtype=object),
+                    np.concatenate([days(2), days(2)]), LEVELS, INTERVALS)  # fmt: skip
+    merged = a.merged(a)
+    assert len(merged.tickers) == 4
+    factors = merged.factors(np.array(["A", "C"], dtype=object), days(2, "2021-01-01"), 10, 2,
+                             INTERVALS)  # fmt: skip
+    assert not np.isnan(factors[0]).any()
+    assert np.isnan(factors[1]).all()
+
+
+def test_latest_calibration_round_trips() -> None:
+    scores = np.tile(np.linspace(0.1, 1.5, 100)[:, None], (1, 3))
+    found = latest_calibration(scores, days(100), 80, 60, INTERVALS, "training")
+    assert found is not None
+    assert found.days == 80
+    assert found.through == "2020-04-09"
+    assert Calibration.from_dict(found.to_dict()) == found
+    assert latest_calibration(scores[:10], days(10), 80, 60, INTERVALS, "training") is None
