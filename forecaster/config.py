@@ -9,7 +9,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -26,15 +26,8 @@ FeatureName = Literal[
     "volatility",
     "gk_volatility",
 ]
-ALL_FEATURES: tuple[FeatureName, ...] = (
-    "log_return",
-    "overnight_gap",
-    "intraday_range",
-    "close_location",
-    "log_volume_ratio",
-    "volatility",
-    "gk_volatility",
-)
+# Every feature, in the Literal's order: the one list is the type.
+ALL_FEATURES: tuple[FeatureName, ...] = get_args(FeatureName)
 
 
 def level_key(level: float) -> str:

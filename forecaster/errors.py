@@ -5,6 +5,13 @@ without reading a traceback.
 """
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (MLflow's `message` where it has one), else its
+    type: what a one-line error shows of a library's multi-line or empty message."""
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class ForecasterError(Exception):
     """Base class for every error a user can cause or fix."""
 

@@ -59,9 +59,10 @@ def standardised_t(levels: Sequence[float], nu: float) -> np.ndarray:
     return z
 
 
-def garch_next_variance(returns_pct: np.ndarray, params: Mapping[str, float]) -> float:
-    """Next-day variance (percent squared) of a constant-mean GARCH(1,1), filtered over the
-    returns with fixed parameters, started from arch's backcast."""
+def garch_variances(returns_pct: np.ndarray, params: Mapping[str, float]) -> np.ndarray:
+    """(n + 1,) conditional variances (percent squared) of a constant-mean GARCH(1,1) filtered
+    over n returns with fixed parameters from arch's backcast: entry t is return t's, as
+    forecast the day before; the last is the next day's."""
     e2 = (returns_pct - params["mu"]) ** 2
     tau = min(_BACKCAST_DAYS, len(e2))
     weights = _BACKCAST_DECAY ** np.arange(tau)
@@ -69,19 +70,54 @@ def garch_next_variance(returns_pct: np.ndarray, params: Mapping[str, float]) ->
     omega, alpha, beta = params["omega"], params["alpha[1]"], params["beta[1]"]
     lagged = np.concatenate([[backcast], e2])  # e_{t-1}^2 for t = 0 .. n
     sigma2, _ = lfilter([1.0], [1.0, -beta], omega + alpha * lagged, zi=[beta * backcast])
-    return float(sigma2[-1])
+    variances: np.ndarray = sigma2
+    return variances
+
+
+def garch_next_variance(returns_pct: np.ndarray, params: Mapping[str, float]) -> float:
+    """Next-day variance (percent squared): the last of `garch_variances`."""
+    return float(garch_variances(returns_pct, params)[-1])
+
+
+def garch_path(
+    closes: np.ndarray, levels: Sequence[float], params: Mapping[str, float]
+) -> np.ndarray:
+    """(n_returns + 1, n_levels) GARCH(1,1)-t log-return quantiles: row t is the forecast of
+    return t made the day before, the last row the next day's."""
+    returns = log_returns(closes) * PERCENT
+    if len(returns) < 2:
+        raise DataValidationError("GARCH needs at least 2 returns")
+    std = np.sqrt(garch_variances(returns, params))[:, None]
+    out: np.ndarray = (params["mu"] + std * standardised_t(levels, params["nu"])) / PERCENT
+    return out
 
 
 def garch_quantiles(
     closes: np.ndarray, levels: Sequence[float], params: Mapping[str, float]
 ) -> np.ndarray:
     """Next-day log-return quantiles of GARCH(1,1)-t with the given (percent) parameters."""
-    returns = log_returns(closes) * PERCENT
-    if len(returns) < 2:
-        raise DataValidationError("GARCH needs at least 2 returns")
-    std = math.sqrt(garch_next_variance(returns, params))
-    out: np.ndarray = (params["mu"] + std * standardised_t(levels, params["nu"])) / PERCENT
-    return out
+    last: np.ndarray = garch_path(closes, levels, params)[-1]
+    return last
+
+
+def naive_path(closes: np.ndarray, levels: Sequence[float], window: int, days: int) -> np.ndarray:
+    """(m + 1, n_levels): the random walk's forecasts of the last m <= `days` returns, each from
+    the `window` returns before it (at least NAIVE_MIN_RETURNS), then the next day's."""
+    returns = log_returns(closes)
+    n = len(returns)
+    first = max(NAIVE_MIN_RETURNS, n - days)
+    if first > n:
+        raise DataValidationError(
+            f"the random walk needs {NAIVE_MIN_RETURNS} returns, the history has {n}"
+        )
+    if first >= window:  # every forecast has a full window: one vectorised pass
+        spans = np.lib.stride_tricks.sliding_window_view(returns, window)[first - window :]
+        q = np.quantile(spans, levels, axis=1).T
+        out: np.ndarray = q - np.median(spans, axis=1)[:, None]
+        return out
+    rows = [naive_quantiles(closes[max(0, t - window) : t + 1], levels, window)
+            for t in range(first, n + 1)]  # fmt: skip
+    return np.vstack(rows)
 
 
 def fit_garch(closes: np.ndarray) -> dict[str, float]:

@@ -24,16 +24,23 @@ from torch import nn
 from forecaster.calibration import (
     Calibration,
     Outcomes,
+    conformity_scores,
     latest_calibration,
     recalibrate,
 )
 from forecaster.config import FeatureConfig, ForecasterConfig, level_key
 from forecaster.errors import DataValidationError, ModelFormatError
-from forecaster.fallback import GARCH_MIN_RETURNS, fit_garch, garch_quantiles, naive_quantiles
+from forecaster.fallback import (
+    GARCH_MIN_RETURNS,
+    fit_garch,
+    garch_path,
+    log_returns,
+    naive_path,
+)
 from forecaster.features import warmup_rows
-from forecaster.gate import GARCH_METHOD, NAIVE_METHOD, Route
+from forecaster.forward import predict_quantiles
+from forecaster.gate import GARCH_METHOD, LSTM, NAIVE_METHOD, Route
 from forecaster.model.network import LSTMQuantileNet, combine
-from forecaster.predict import predict_quantiles
 from forecaster.scaling import FeatureScaler
 from forecaster.schemas import (
     CLOSE,
@@ -311,12 +318,13 @@ class ModelBundle:
 
 @dataclass(frozen=True)
 class Served:
-    """A baseline's forecast: which method made it, its log-return quantiles, and whether GARCH
-    was fitted on the request's own history (an unseen ticker)."""
+    """A served forecast: which method made it, its log-return quantiles, whether GARCH was
+    fitted on the request's own history (an unseen ticker), and the network's band factors."""
 
     method: str
     quantiles: np.ndarray
     fitted_on_request: bool = False
+    calibration: Calibration | None = None  # the band factors applied (the network only)
 
 
 class Forecaster:
@@ -346,22 +354,54 @@ class Forecaster:
         before routing, where the network serves every ticker)."""
         return self.bundle.routes.get(ticker, self.bundle.unseen)
 
-    def baseline_forecast(self, ticker: str, method: str, closes: np.ndarray) -> Served:
+    def baseline_forecast(
+        self, ticker: str, method: str, closes: np.ndarray, days: np.ndarray | None = None
+    ) -> Served:
         """A baseline's next-day quantiles from a history's closes: GARCH with the ticker's
         training parameters, else fitted on the history when it is long enough, else the
-        random walk (which also answers when `method` is naive)."""
+        random walk (which also answers when `method` is naive). With the history's `days`,
+        its bands are recalibrated on the baseline's own forecasts over them, as the network's
+        are."""
         levels = self.bundle.quantiles
         if method == GARCH_METHOD:
             params = self.bundle.garch_params.get(ticker)
-            if params is not None:
-                return Served(GARCH_METHOD, garch_quantiles(closes, levels, params))
-            if len(closes) - 1 >= GARCH_MIN_RETURNS:
+            fitted = params is None
+            if fitted and len(closes) - 1 >= GARCH_MIN_RETURNS:
                 try:
-                    fitted = fit_garch(closes)
-                    return Served(GARCH_METHOD, garch_quantiles(closes, levels, fitted), True)
+                    params = fit_garch(closes)
                 except DataValidationError as exc:
                     logger.info("%s: GARCH fit refused (%s); the random walk answers", ticker, exc)
-        return Served(NAIVE_METHOD, naive_quantiles(closes, levels, self.bundle.naive_window))
+            if params is not None:
+                path = garch_path(closes, levels, params)
+                return self._calibrated(GARCH_METHOD, path, closes, days, fitted)
+        window = self.bundle.calibration_window if days is not None else None
+        path = naive_path(closes, levels, self.bundle.naive_window, window or 0)
+        return self._calibrated(NAIVE_METHOD, path, closes, days)
+
+    def _calibrated(
+        self,
+        method: str,
+        path: np.ndarray,
+        closes: np.ndarray,
+        days: np.ndarray | None,
+        fitted_on_request: bool = False,
+    ) -> Served:
+        """The path's last row (the next day), its bands rescaled by the conformal factors
+        of the path's earlier rows against the returns that followed them."""
+        bundle, window = self.bundle, self.bundle.calibration_window
+        calibration = None
+        if window is not None and days is not None:
+            known = path[:-1][-window:]
+            if len(known) >= bundle.calibration_min_days:
+                realised = log_returns(closes)[-len(known) :]
+                scores = conformity_scores(known, realised, bundle.quantiles,
+                                           bundle.served_intervals)  # fmt: skip
+                known_at = np.asarray(days, dtype="datetime64[ns]")[-len(known) :]
+                calibration = latest_calibration(scores, known_at, window,
+                                                 bundle.calibration_min_days,
+                                                 bundle.served_intervals, "history")  # fmt: skip
+        return Served(method, self.calibrate(path[-1], calibration), fitted_on_request,
+                      calibration)  # fmt: skip
 
     def _history_outcomes(
         self, history: pd.DataFrame, ticker: str
@@ -477,8 +517,10 @@ class Forecaster:
         quantiles: np.ndarray = out.double().numpy()
         return quantiles
 
-    def predict_all(self, history: pd.DataFrame, ticker: str = "") -> pd.DataFrame:
-        """A row for every day with a full window: the forecast made as of that day, its bands
+    def quantiles_all(
+        self, history: pd.DataFrame, ticker: str = ""
+    ) -> tuple[np.ndarray, pd.DatetimeIndex]:
+        """The network's quantiles as of every day with a full window, and those days; bands
         recalibrated from the history's earlier outcomes only (as a server would have)."""
         q, as_of, outcomes = self._history_outcomes(history, ticker)
         bundle = self.bundle
@@ -488,7 +530,25 @@ class Forecaster:
                                        bundle.calibration_window, bundle.calibration_min_days,
                                        bundle.served_intervals)  # fmt: skip
             q = recalibrate(q, factors, bundle.quantiles, bundle.served_intervals)
+        return q, as_of
+
+    def predict_all(self, history: pd.DataFrame, ticker: str = "") -> pd.DataFrame:
+        """A row for every day with a full window: the forecast made as of that day."""
+        q, as_of = self.quantiles_all(history, ticker)
         return self.rows(ticker, as_of, history[CLOSE].reindex(as_of).to_numpy(), q)
+
+    def serve(self, history: pd.DataFrame, ticker: str) -> Served:
+        """The forecast for the day after the history, by the method the ticker's route names:
+        the network (its bands recalibrated), or a baseline. What the API, `predict` and a
+        server-side history all answer with."""
+        route = self.route_for(ticker)
+        if route is not None and route.method != LSTM:
+            return self.baseline_forecast(ticker, route.method, history[CLOSE].to_numpy(),
+                                          history.index.to_numpy())  # fmt: skip
+        window = self.prepare_window(history)
+        calibration = self.calibration_for(ticker, history)
+        return Served(LSTM, self.calibrate(self.forecast_window(window), calibration),
+                      calibration=calibration)  # fmt: skip
 
 
 def served_artifacts(mlmodel: Any, where: str) -> tuple[str, str]:

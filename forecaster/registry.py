@@ -1,5 +1,6 @@
-"""Model Registry IO: register a run's model as `challenger`, read what versions saw, re-score
-the champion on given days, and move `champion` as a gate decision says.
+"""Model Registry IO: register a run's model as `challenger`, load a registered version (the one
+loader: the API, predict, replay and the champion re-scoring all use it), read what versions
+saw, re-score the champion on given days, and move `champion` as a gate decision says.
 
 Aliases, not the deprecated stages. The decision itself is `forecaster.gate.decide`, a pure
 function; nothing here decides.
@@ -10,15 +11,22 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
+import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
+import yaml
 from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
 
-from forecaster.errors import TrackingError
+from forecaster.errors import ModelFormatError, TrackingError, first_line
+from forecaster.inference import Forecaster, served_artifacts
 from forecaster.schemas import DATE, OHLCV_COLUMNS
 from forecaster.windows import Windows
 
@@ -26,6 +34,64 @@ logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A loaded registry version: its forecaster and where it came from."""
+
+    name: str
+    version: str
+    run_id: str
+    forecaster: Forecaster
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def load_version(
+    client: MlflowClient, tracking_uri: str, name: str, version: str
+) -> RegisteredModel:
+    """Check the version's MLmodel, then read its bundle and weights as data.
+
+    MLflow's own loader would first run the code stored with the model; whoever can write to
+    the registry could then run code wherever it loads. Only two files are read here, and the
+    weights with torch's weights-only loader. Raises MlflowException, OSError or
+    ModelFormatError.
+    """
+    # The version's artifact location, resolved with this client's registry (models:/ URIs
+    # would be resolved against MLflow's process-wide registry URI instead).
+    root = str(client.get_model_version_download_uri(name, version)).rstrip("/")
+    where = f"{name} v{version}"
+
+    def fetch(path: str, directory: str) -> Path:
+        return Path(download_artifacts(artifact_uri=f"{root}/{path}", dst_path=directory,
+                                       tracking_uri=tracking_uri))  # fmt: skip
+
+    with tempfile.TemporaryDirectory(prefix="forecaster-model-") as tmp:
+        metadata = yaml.safe_load(fetch("MLmodel", tmp).read_text(encoding="utf-8"))
+        bundle, weights = served_artifacts(metadata, where)
+        forecaster = Forecaster.load(fetch(bundle, tmp), fetch(weights, tmp))
+    found = client.get_model_version(name, version)
+    return RegisteredModel(name, version, str(found.run_id), forecaster, dict(found.tags))
+
+
+def load_registered(uri: str, tracking_uri: str | None = None) -> RegisteredModel:
+    """A `models:/NAME@ALIAS` or `models:/NAME/N` version; one-line TrackingError otherwise."""
+    tracking_uri = tracking_uri or mlflow.get_tracking_uri()
+    where = f"cannot load model {uri} from {tracking_uri}"
+    match = MODEL_URI.match(uri)
+    if match is None:
+        raise TrackingError(f"{where}: not a registered model; use models:/NAME@ALIAS or "
+                            "models:/NAME/N")  # fmt: skip
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    name, alias = match["name"], match["alias"]
+    try:
+        version = match["version"] or str(client.get_model_version_by_alias(name, alias).version)
+        return load_version(client, tracking_uri, name, version)
+    except (MlflowException, OSError, ModelFormatError) as exc:
+        raise TrackingError(
+            f"{where}: {first_line(exc)} (train one with 'forecaster train', or pass --model-uri)"
+        ) from exc
 
 
 def register(model_uri: str, name: str, tags: Mapping[str, str]) -> str:
@@ -87,39 +153,24 @@ def model_history_input(frame: pd.DataFrame, ticker: str) -> pd.DataFrame:
     return table
 
 
-def _quantile_table(out: pd.DataFrame) -> tuple[tuple[float, ...], np.ndarray]:
-    """Levels and quantiles of a pyfunc output; models from before the distributional bundle
-    give only their interval and median."""
-    columns = [c for c in out.columns if str(c).startswith("q")]
-    if columns:
-        levels = tuple(float(str(c)[1:]) for c in columns)
-        return levels, out[columns].to_numpy(dtype=np.float64)
-    tail = (1.0 - float(out["interval_level"].iloc[0])) / 2.0
-    q = out[["lower_return", "predicted_return", "upper_return"]].to_numpy(dtype=np.float64)
-    return (tail, 0.5, 1.0 - tail), q
-
-
 def model_quantiles(
     model_uri: str, frames: Mapping[str, pd.DataFrame], windows: Windows
 ) -> tuple[tuple[float, ...], np.ndarray]:
     """Any registered model's log-return quantiles on exactly these windows' as-of days, from
-    history up to each ticker's last as-of day only; returns (levels, (n, n_levels))."""
-    model = mlflow.pyfunc.load_model(model_uri)
-    levels: tuple[float, ...] | None = None
-    result: np.ndarray | None = None
+    history up to each ticker's last as-of day only, as that model serves them (its network's
+    recalibrated bands); returns (levels, (n, n_levels))."""
+    forecaster = load_registered(model_uri).forecaster
+    levels = forecaster.bundle.quantiles
+    result = np.full((len(windows), len(levels)), np.nan)
     for ticker, frame in frames.items():
         mask = windows.tickers == ticker
         if not mask.any():
             continue
         last_as_of = pd.Timestamp(windows.end_dates[mask].max())
-        history = model_history_input(frame.loc[frame.index <= last_as_of], ticker)
-        out = model.predict(history, params={"all_days": True})
-        levels, q = _quantile_table(out)
-        if result is None:
-            result = np.full((len(windows), len(levels)), np.nan)
-        by_day = pd.DataFrame(q, index=pd.DatetimeIndex(out["as_of"]))
+        q, as_of = forecaster.quantiles_all(frame.loc[frame.index <= last_as_of], ticker)
+        by_day = pd.DataFrame(q, index=as_of)
         result[mask] = by_day.reindex(pd.DatetimeIndex(windows.end_dates[mask])).to_numpy()
-    if result is None or levels is None or np.isnan(result).any():
-        missing = len(windows) if result is None else int(np.isnan(result).any(axis=1).sum())
+    if np.isnan(result).any():
+        missing = int(np.isnan(result).any(axis=1).sum())
         raise TrackingError(f"{model_uri} produced no forecast for {missing} evaluation day(s)")
     return levels, result

@@ -32,6 +32,7 @@ from forecaster.config import ForecasterConfig, config_to_yaml
 from forecaster.errors import TrackingError
 from forecaster.filelock import blocking_lock
 from forecaster.inference import ENTRY_SCRIPT, Forecaster
+from forecaster.local_state import mlflow_artifacts, mlflow_store
 from forecaster.schemas import DATE, OHLCV_COLUMNS, frame_meta
 
 logger = logging.getLogger(__name__)
@@ -45,13 +46,13 @@ def resolve_tracking_uri(config: ForecasterConfig) -> str:
         return config.tracking.tracking_uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{(config.data.data_dir / 'mlflow.db').resolve()}"
+    return mlflow_store(config.data.data_dir)
 
 
 def _default_artifact_root(config: ForecasterConfig, uri: str) -> str | None:
     """Local stores keep artifacts beside the database; servers decide for themselves."""
     if urlparse(uri).scheme in ("sqlite", "", "file"):
-        return (config.data.data_dir / "mlartifacts").resolve().as_uri()
+        return mlflow_artifacts(config.data.data_dir)
     return None
 
 

@@ -21,11 +21,11 @@ from tqdm import tqdm
 
 from forecaster.config import ForecasterConfig
 from forecaster.errors import TrainingError
+from forecaster.forward import predict_quantiles
 from forecaster.inference import ModelBundle
 from forecaster.model.datamodule import WindowDataModule
 from forecaster.model.lit_module import LitForecaster
 from forecaster.model.network import LSTMQuantileNet, combine
-from forecaster.predict import predict_quantiles
 from forecaster.progress import bar
 from forecaster.scaling import FeatureScaler
 from forecaster.windows import Windows

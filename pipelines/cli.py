@@ -26,7 +26,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from forecaster import __version__
 from forecaster.config import ForecasterConfig, load_config
-from forecaster.errors import ConfigError, ForecasterError
+from forecaster.errors import ConfigError, ForecasterError, first_line
 from forecaster.progress import interactive
 
 logger = logging.getLogger("forecaster.cli")
@@ -176,8 +176,7 @@ def cmd_tune(args: argparse.Namespace, config: ForecasterConfig) -> int:
 def cmd_monitor(args: argparse.Namespace, config: ForecasterConfig) -> int:
     from pipelines.monitor import monitor_text, run_monitor
 
-    log_url = args.log_url or os.environ.get("FORECASTER_PREDICTION_LOG_URL") or None
-    payload = run_monitor(config, log_url)
+    payload = run_monitor(config, args.log_url)
     _emit(args, payload, monitor_text(payload))
     return 0
 
@@ -190,8 +189,7 @@ def cmd_replay(args: argparse.Namespace, config: ForecasterConfig) -> int:
     if args.url is not None:  # the service writes its own log
         payload = run_replay(config, args.start, args.end, args.model_uri, args.log_url, args.url)
     else:
-        log_url = args.log_url or os.environ.get("FORECASTER_PREDICTION_LOG_URL") or None
-        payload = run_replay(config, args.start, args.end, args.model_uri, log_url)
+        payload = run_replay(config, args.start, args.end, args.model_uri, args.log_url)
     _emit(args, payload, replay_text(payload))
     return 0
 
@@ -546,8 +544,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         # MLflow's own errors (a bad URI, a refused request) are user-facing too: one line.
         if type(exc).__module__.startswith("mlflow."):
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            print(f"forecaster: error: MLflow: {first}", file=sys.stderr)
+            print(f"forecaster: error: MLflow: {first_line(exc)}", file=sys.stderr)
             return 1
         if args.verbose:
             raise

@@ -30,18 +30,25 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from forecaster import scores
 from forecaster.config import ForecasterConfig, level_key
-from forecaster.errors import DataError, PredictionLogError, TrackingError
+from forecaster.errors import DataError, PredictionLogError, TrackingError, first_line
 from forecaster.forecasters.naive import MIN_RETURNS, empirical_quantiles
-from forecaster.predlog.migrate import open_log, where
-from forecaster.predlog.schema import live_scores, outcomes, predictions
+from forecaster.local_state import prediction_log, shown_url
+from forecaster.predlog.migrate import open_log
+from forecaster.predlog.schema import (
+    HEADLINE_WINDOW,
+    LIVE_WINDOWS,
+    live_scores,
+    outcomes,
+    predictions,
+)
 from forecaster.schemas import CLOSE
 from forecaster.sources import clip_dates, make_source
 from forecaster.tracking import setup_tracking
 
 logger = logging.getLogger(__name__)
 
-WINDOWS = (20, 60, 250)
-HEADLINE = 250
+WINDOWS = LIVE_WINDOWS
+HEADLINE = HEADLINE_WINDOW
 INTERVALS = (0.5, 0.8, 0.9)
 
 
@@ -66,8 +73,9 @@ class Resolved:
     method: str = "lstm"
 
 
-def default_log_url(config: ForecasterConfig) -> str:
-    return f"sqlite:///{(Path(config.data.data_dir) / 'predictions.db').resolve()}"
+def default_log_url(config: ForecasterConfig, given: str | None = None) -> str:
+    """`given`, else $FORECASTER_PREDICTION_LOG_URL, else the data directory's SQLite log."""
+    return prediction_log(config.data.data_dir, given)
 
 
 def _nan_to_none(value: float) -> float | None:
@@ -370,7 +378,7 @@ def _track(config: ForecasterConfig, payload: dict[str, Any]) -> str | None:
 
 
 def run_monitor(config: ForecasterConfig, log_url: str | None = None) -> dict[str, Any]:
-    url = log_url or default_log_url(config)
+    url = default_log_url(config, log_url)
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         raise DataError(f"no prediction log at {url}: serve forecasts first, or pass --log-url")
     engine = open_log(url)
@@ -386,8 +394,7 @@ def run_monitor(config: ForecasterConfig, log_url: str | None = None) -> dict[st
         reports = version_reports(rows)
         _store(engine, reports, now)
     except SQLAlchemyError as exc:  # the database went away or refused a statement mid-run
-        first = str(exc).strip().splitlines()[0]
-        raise PredictionLogError(f"prediction log {where(url)}: {first}") from exc
+        raise PredictionLogError(f"prediction log {shown_url(url)}: {first_line(exc)}") from exc
     finally:
         engine.dispose()
     payload: dict[str, Any] = {

@@ -1,17 +1,15 @@
-"""The predict job: a registered model, recent history from the configured source, a forecast."""
+"""The predict job: a registered model, recent history from the configured source, a forecast
+per ticker by the method the model's routing table names, as the API would answer."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import mlflow
 import pandas as pd
-from mlflow.exceptions import MlflowException
 
 from forecaster.calendar import TradingCalendar
 from forecaster.config import ForecasterConfig
-from forecaster.errors import DataValidationError, TrackingError
-from forecaster.registry import CHAMPION, model_history_input
+from forecaster.registry import CHAMPION, load_registered
 from forecaster.sources import load_frames, resolved_tickers
 from forecaster.tracking import check_reachable, resolve_tracking_uri
 
@@ -20,43 +18,32 @@ def run_predict(config: ForecasterConfig, model_uri: str | None = None) -> dict[
     uri = model_uri or f"models:/{config.tracking.model_name}@{CHAMPION}"
     tracking_uri = resolve_tracking_uri(config)
     check_reachable(tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        model = mlflow.pyfunc.load_model(uri)
-    except Exception as exc:  # MLflow raises anything from a bad URI: all are the user's to fix
-        reason = exc.message if isinstance(exc, MlflowException) else str(exc)
-        first = reason.strip().splitlines()[0] if reason.strip() else type(exc).__name__
-        raise TrackingError(
-            f"cannot load model {uri} from {tracking_uri}: {first} "
-            "(train one with 'forecaster train', or pass --model-uri)"
-        ) from exc
-    frames = load_frames(config.data)
-    history = pd.concat(
-        [model_history_input(frame, ticker) for ticker, frame in frames.items()],
-        ignore_index=True,
-    )
-    try:
-        out = model.predict(history)
-    except MlflowException as exc:
-        raise DataValidationError(f"model {uri} refused the input: {exc.message}") from exc
+    forecaster = load_registered(uri, tracking_uri).forecaster
     calendar = TradingCalendar()
-    forecasts = [
-        {
-            "ticker": row.ticker,
-            "as_of": str(pd.Timestamp(row.as_of).date()),
-            # The same next NYSE session the API's `target_date` names.
-            "target_date": str(calendar.next_session(row.as_of)),
-            "last_close": float(row.last_close),
-            "predicted_close": float(row.predicted_close),
-            "predicted_return": float(row.predicted_return),
-            "interval": {
-                "lower": float(row.lower),
-                "upper": float(row.upper),
-                "level": float(row.interval_level),
-            },
-        }
-        for row in out.itertuples()
-    ]
+    forecasts = []
+    for ticker, frame in load_frames(config.data).items():
+        served = forecaster.serve(frame, ticker)
+        row = forecaster.rows(ticker, frame.index[-1:], frame["close"].to_numpy()[-1:],
+                              served.quantiles[None, :]).iloc[0]  # fmt: skip
+        calibration = served.calibration
+        forecasts.append(
+            {
+                "ticker": ticker,
+                "as_of": str(pd.Timestamp(row.as_of).date()),
+                # The same next NYSE session the API's `target_date` names.
+                "target_date": str(calendar.next_session(pd.Timestamp(row.as_of))),
+                "last_close": float(row.last_close),
+                "predicted_close": float(row.predicted_close),
+                "predicted_return": float(row.predicted_return),
+                "interval": {
+                    "lower": float(row.lower),
+                    "upper": float(row.upper),
+                    "level": float(row.interval_level),
+                },
+                "method": served.method,
+                "calibration": calibration.to_dict() if calibration is not None else None,
+            }
+        )
     return {
         "model_uri": uri,
         "tickers": list(resolved_tickers(config.data)),
@@ -73,5 +60,6 @@ def predict_text(payload: dict[str, Any]) -> str:
             f"close {f['predicted_close']:.2f} "
             f"({100 * f['predicted_return']:+.3f}% from {f['last_close']:.2f}), "
             f"{interval['level']:.0%} interval {interval['lower']:.2f} .. {interval['upper']:.2f}"
+            f", by {f['method']}"
         )
     return "\n".join(lines)

@@ -18,37 +18,25 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from sqlalchemy import insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from forecaster.calendar import TradingCalendar
 from forecaster.config import ForecasterConfig, level_key
-from forecaster.errors import DataError, PredictionLogError, ServiceRequestError, TrackingError
+from forecaster.errors import DataError, PredictionLogError, ServiceRequestError, first_line
 from forecaster.gate import LSTM
-from forecaster.predlog.migrate import open_log, where
+from forecaster.local_state import shown_url
+from forecaster.predlog.migrate import open_log
 from forecaster.predlog.schema import predictions
-from forecaster.registry import CHAMPION, model_history_input
+from forecaster.registry import CHAMPION, load_registered
 from forecaster.schemas import CLOSE, OHLCV_COLUMNS
 from forecaster.sources import load_frames
 from forecaster.tracking import check_reachable, resolve_tracking_uri
 from pipelines.monitor import default_log_url
 
 logger = logging.getLogger(__name__)
-
-
-def _version_of(uri: str) -> tuple[str, str]:
-    """(model name, version) of a models:/ URI, by alias or number."""
-    name, _, ref = uri.removeprefix("models:/").partition("@")
-    client = MlflowClient()
-    if ref:
-        return name, str(client.get_model_version_by_alias(name, ref).version)
-    name, _, number = name.partition("/")
-    return name, number
 
 
 def _no_days(ticker: str, start: date, end: date) -> DataError:
@@ -76,28 +64,17 @@ def run_replay(
             )
         return _replay_via_service(config, start, end, service_url)
     uri = model_uri or f"models:/{config.tracking.model_name}@{CHAMPION}"
-    if not uri.startswith("models:/"):
-        raise DataError(f"--model-uri {uri}: replay logs a registered model, use models:/NAME/N")
     tracking_uri = resolve_tracking_uri(config)
     check_reachable(tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        name, version = _version_of(uri)
-        model = mlflow.pyfunc.load_model(uri)
-    except MlflowException as exc:
-        first = str(exc.message).strip().splitlines()
-        raise TrackingError(
-            f"cannot load model {uri} from {tracking_uri}: {first[0] if first else exc} "
-            "(train one with 'forecaster train', or pass --model-uri)"
-        ) from exc
+    registered = load_registered(uri, tracking_uri)
+    name, version, forecaster = registered.name, registered.version, registered.forecaster
     calendar = TradingCalendar()
     now = datetime.now(UTC)
     records: list[dict[str, Any]] = []
     per_ticker: dict[str, int] = {}
-    forecaster = model.unwrap_python_model().forecaster
     for ticker, frame in load_frames(config.data).items():
         history = frame.loc[: pd.Timestamp(end)]
-        out = model.predict(model_history_input(history, ticker), params={"all_days": True})
+        out = forecaster.predict_all(history, ticker)
         days = pd.to_datetime(out["as_of"])
         chosen = out[(days >= pd.Timestamp(start)) & (days <= pd.Timestamp(end))]
         if chosen.empty:
@@ -105,10 +82,15 @@ def run_replay(
         route = forecaster.route_for(ticker)
         method = LSTM if route is None else route.method
         if method != LSTM:  # as the API serves it: the baseline from the history up to each day
-            closes = history[CLOSE].to_numpy()
+            closes, dates = history[CLOSE].to_numpy(), history.index.to_numpy()
             as_of = pd.DatetimeIndex(pd.to_datetime(chosen["as_of"]))
             served = [
-                forecaster.baseline_forecast(ticker, method, closes[: history.index.get_loc(d) + 1])
+                forecaster.baseline_forecast(
+                    ticker,
+                    method,
+                    closes[: history.index.get_loc(d) + 1],
+                    dates[: history.index.get_loc(d) + 1],
+                )
                 for d in as_of
             ]
             method = served[0].method
@@ -116,7 +98,7 @@ def run_replay(
                 ticker, as_of, chosen["last_close"].to_numpy(),
                 np.stack([f.quantiles for f in served]),
             )  # fmt: skip
-        levels = sorted(float(str(c)[1:]) for c in out.columns if str(c).startswith("q"))
+        levels = forecaster.bundle.quantiles
         for row in chosen.to_dict("records"):
             as_of = pd.Timestamp(row["as_of"]).date()
             last = float(row["last_close"])
@@ -145,7 +127,7 @@ def run_replay(
                 }
             )
         per_ticker[ticker] = len(chosen)
-    url = log_url or default_log_url(config)
+    url = default_log_url(config, log_url)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = open_log(url)
@@ -153,8 +135,7 @@ def run_replay(
         with engine.begin() as conn:  # all or nothing: no half-replayed range
             conn.execute(insert(predictions), records)
     except SQLAlchemyError as exc:
-        reason = str(exc).strip().splitlines()[0]
-        raise PredictionLogError(f"prediction log {where(url)}: {reason}") from exc
+        raise PredictionLogError(f"prediction log {shown_url(url)}: {first_line(exc)}") from exc
     finally:
         engine.dispose()
     logger.info("replayed %d forecast(s) of %s v%s into %s", len(records), name, version, url)

@@ -36,7 +36,7 @@ from forecaster.backtest import (
 )
 from forecaster.config import ForecasterConfig
 from forecaster.dataset import PreparedData, prepare
-from forecaster.errors import DataValidationError, RetrainError, TrackingError
+from forecaster.errors import DataValidationError, RetrainError, TrackingError, first_line
 from forecaster.evaluation import MODEL, NAIVE, Evaluation, summary_row
 from forecaster.forecasters import QuantileForecaster
 from forecaster.forecasters.lstm import LSTMForecaster
@@ -209,8 +209,7 @@ def _champion_scores(
     try:
         levels, q = model_quantiles(uri, data.frames, ev.windows)
     except (MlflowException, TrackingError, OSError, ValueError, KeyError) as exc:
-        text = str(getattr(exc, "message", None) or exc).strip()
-        return ChampionScores(version, error=text.splitlines()[0] if text else type(exc).__name__)
+        return ChampionScores(version, error=first_line(exc))
     ours = [i for i, lv in enumerate(ev.levels) if any(abs(lv - t) < 1e-9 for t in levels)]
     theirs = [i for i, lv in enumerate(levels) if any(abs(lv - t) < 1e-9 for t in ev.levels)]
     if not ours:
@@ -438,9 +437,8 @@ def run_retrain(
             # Closing a run failed too: the tracking server went away mid-run.
             if isinstance(exc.__context__, RetrainError):
                 raise exc.__context__ from exc
-            text = str(exc.message).strip().splitlines()
             raise RetrainError(
-                f"{name} failed: MLflow unreachable ({text[0] if text else exc}); the "
+                f"{name} failed: MLflow unreachable ({first_line(exc)}); the "
                 "champion was not changed"
             ) from exc
     if result.decision is not None:  # the promote step has logged the gate's reason
@@ -463,8 +461,7 @@ def _run_parent(
         try:
             result = _run_steps(config, options, runner, run_id)
         except Exception as exc:
-            text = str(exc).strip()
-            reason = text.splitlines()[0] if text else type(exc).__name__
+            reason = first_line(exc)
             _mark_failed(runner.current, reason)
             raise RetrainError(
                 f"{name} failed at step {runner.current}: {reason}; the champion was not changed"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
 from forecaster.config import ForecasterConfig, ScheduleConfig
-from forecaster.errors import ForecasterError
+from forecaster.errors import ForecasterError, first_line
 from forecaster.registry import CHAMPION, alias_version
 from forecaster.tracking import resolve_tracking_uri
 from pipelines.monitor import default_log_url, run_monitor
@@ -55,7 +54,7 @@ def _event(kind: str, **fields: Any) -> None:
 def drift_check(config: ForecasterConfig) -> str | None:
     """Run the monitor on the prediction log (when there is one) and say why the champion's
     live record calls for a retrain, or None. A monitor failure never stops the retrain."""
-    url = os.environ.get("FORECASTER_PREDICTION_LOG_URL") or default_log_url(config)
+    url = default_log_url(config)
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         return None  # nothing served yet
     try:
@@ -63,7 +62,7 @@ def drift_check(config: ForecasterConfig) -> str | None:
         mlflow.set_tracking_uri(resolve_tracking_uri(config))
         champion = alias_version(config.tracking.model_name, CHAMPION)
     except (ForecasterError, SQLAlchemyError, MlflowException) as exc:
-        _event("monitor.failed", error=str(exc).splitlines()[0] if str(exc) else repr(exc))
+        _event("monitor.failed", error=first_line(exc))
         return None
     _event("monitor.finish", resolved_total=payload["resolved_total"],
            newly_resolved=payload["newly_resolved"], champion=champion)  # fmt: skip

@@ -29,13 +29,13 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from forecaster.config import ForecasterConfig, config_to_yaml, with_values
-from forecaster.errors import TuningError
+from forecaster.errors import TuningError, first_line
 from forecaster.filelock import blocking_lock
+from forecaster.local_state import optuna_store, shown_url
 from forecaster.sources import load_frames
 from forecaster.tracking import resolve_tracking_uri, setup_tracking
 from pipelines.orphans import close_orphaned_runs, owner_tags
@@ -59,23 +59,7 @@ STARTED = (*FINISHED, TrialState.RUNNING)
 
 def storage_url(config: ForecasterConfig, override: str | None = None) -> str:
     url = override or config.tuning.storage
-    if url is None:
-        path = (config.data.data_dir / "optuna.db").resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{path}"
-    return url
-
-
-def shown(url: str) -> str:
-    """The URL without its password, for output and tags."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return url if url is not None else optuna_store(config.data.data_dir)
 
 
 @contextmanager
@@ -92,7 +76,7 @@ def storage_lock(url: str, name: str) -> Iterator[None]:
             engine = create_engine(url, poolclass=NullPool)
             conn = engine.connect()
         except (ArgumentError, SQLAlchemyError, ImportError) as exc:
-            raise TuningError(f"tuning storage {shown(url)}: {_first_line(exc)}") from exc
+            raise TuningError(f"tuning storage {shown_url(url)}: {first_line(exc)}") from exc
         try:
             conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
             try:
@@ -118,7 +102,7 @@ def open_study(config: ForecasterConfig, url: str, name: str) -> tuple[optuna.St
         try:
             storage = optuna.storages.RDBStorage(url)
         except (ArgumentError, SQLAlchemyError, ImportError, ValueError) as exc:
-            raise TuningError(f"tuning storage {shown(url)}: {_first_line(exc)}") from exc
+            raise TuningError(f"tuning storage {shown_url(url)}: {first_line(exc)}") from exc
         try:
             sampler = optuna.samplers.TPESampler(seed=seed)
             return optuna.create_study(study_name=name, storage=storage, sampler=sampler,
@@ -144,9 +128,8 @@ def _study_run(
             time.sleep(0.5)
             study = optuna.load_study(study_name=study.study_name, storage=url)
         logger.warning("study %s has no MLflow run yet; starting one", study.study_name)
-    run = client.create_run(experiment_id, run_name=f"study {study.study_name}",
-                            tags={"optuna.study": study.study_name, "optuna.storage": shown(url),
-                                  **owner_tags()})  # fmt: skip
+    tags = {"optuna.study": study.study_name, "optuna.storage": shown_url(url), **owner_tags()}
+    run = client.create_run(experiment_id, run_name=f"study {study.study_name}", tags=tags)
     run_id = str(run.info.run_id)
     client.log_text(run_id, config_to_yaml(config), "config.yaml")
     study.set_user_attr(RUN_ATTR, run_id)
@@ -236,7 +219,7 @@ def run_tune(
     url = storage_url(config, storage)
     if not url.startswith(("sqlite:///", "postgresql")):
         logger.warning("%s: trials are counted without a lock on this database; workers may "
-                       "overshoot --trials by one each", shown(url))  # fmt: skip
+                       "overshoot --trials by one each", shown_url(url))  # fmt: skip
     frames = load_frames(config.data)
     before = first_test_day(config, frames)
     study, created = open_study(config, url, name)
@@ -294,7 +277,7 @@ def summary(study: optuna.Study, url: str, parent: str, ran: int) -> dict[str, A
     baseline = next((t for t in complete if t.user_attrs.get("baseline")), None)
     return {
         "study": study.study_name,
-        "storage": shown(url),
+        "storage": shown_url(url),
         "trials": len(all_trials),
         "ran_here": ran,
         "complete": count[TrialState.COMPLETE],

@@ -17,13 +17,13 @@ from typing import Generic, TypeVar
 import numpy as np
 import pandas as pd
 
+from forecaster import sources
 from forecaster.calibration import Calibration
 from forecaster.errors import DataError, SourceUnavailableError
 from forecaster.gate import LSTM
 from forecaster.inference import Forecaster
 from forecaster.schemas import CLOSE
 from forecaster.sources.base import OHLCVSource
-from forecaster.sources.sample import SampleSource
 from service.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
@@ -48,23 +48,14 @@ class PreparedHistory:
 
 def prepare(forecaster: Forecaster, frame: pd.DataFrame, ticker: str) -> PreparedHistory:
     """The ticker's forecast by the method its route names: the network, or a baseline."""
-    as_of, last_close = frame.index[-1], float(frame[CLOSE].iloc[-1])
-    route = forecaster.route_for(ticker)
-    if route is not None and route.method != LSTM:
-        served = forecaster.baseline_forecast(ticker, route.method, frame[CLOSE].to_numpy())
-        return PreparedHistory(as_of, last_close, served.quantiles, served.method)
-    window = forecaster.prepare_window(frame)
-    calibration = forecaster.calibration_for(ticker, frame)
-    quantiles = forecaster.calibrate(forecaster.forecast_window(window), calibration)
-    return PreparedHistory(as_of, last_close, quantiles, LSTM, calibration)
+    served = forecaster.serve(frame, ticker)
+    return PreparedHistory(frame.index[-1], float(frame[CLOSE].iloc[-1]), served.quantiles,
+                           served.method, served.calibration)  # fmt: skip
 
 
 def make_source(settings: ServiceSettings) -> OHLCVSource:
-    if settings.data_source == "yahoo":
-        from forecaster.sources.yahoo import YahooSource
-
-        return YahooSource(settings.data_dir / "cache" / "yahoo", auto_adjust=settings.auto_adjust)
-    return SampleSource(auto_adjust=settings.auto_adjust)
+    """The library's source for the service's settings (Yahoo's retries and timeouts too)."""
+    return sources.make_source(settings.data_config())
 
 
 @dataclass

@@ -19,11 +19,9 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from forecaster.predlog.schema import live_scores
+from forecaster.predlog.schema import HEADLINE_WINDOW, live_scores
 
 logger = logging.getLogger(__name__)
-
-HEADLINE = 250  # the window the gauges report
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,7 @@ class LiveGauges(Collector):
                                      "Served forecasts resolved against a realised close",
                                      labels=["version", "method"])  # fmt: skip
         for row in self.scores.snapshot().rows:
-            if row.ticker != "*" or row.window != HEADLINE:
+            if row.ticker != "*" or row.window != HEADLINE_WINDOW:
                 continue
             labels = [row.model_version, row.method]
             for level, value in row.figures["coverage"].items():

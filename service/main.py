@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from forecaster import __version__
 from forecaster.calendar import TradingCalendar
 from forecaster.errors import ModelMismatchError
+from forecaster.local_state import shown_url
 from service.batcher import ForwardBatcher
 from service.body import document_bodies, validation_error_handler
 from service.history import HistoryStore, make_source
@@ -97,7 +98,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         current = state.models.current
         serving = f"v{current.version} (alias {current.alias})" if current else "nothing yet"
         logger.info("watching %s@%s in %s; serving %s", settings.model_name,
-                    settings.model_alias, settings.resolved_tracking_uri(), serving)  # fmt: skip
+                    settings.model_alias, shown_url(settings.resolved_tracking_uri()),
+                    serving)  # fmt: skip
         try:
             yield
         finally:

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
-import yaml
 from mlflow import MlflowClient
-from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
 
-from forecaster.errors import ModelFormatError, ModelMismatchError
-from forecaster.inference import Forecaster, served_artifacts
+from forecaster.errors import ModelFormatError, ModelMismatchError, first_line
+from forecaster.inference import Forecaster
+from forecaster.local_state import redact
+from forecaster.registry import load_version
 
 logger = logging.getLogger(__name__)
 
@@ -80,30 +78,15 @@ class ModelStore:
         return str(found.version), str(found.run_id), self.fallback_alias
 
     def _load(self, version: str, run_id: str, alias: str) -> LoadedModel:
-        """Check the version's MLmodel, then read its bundle and weights as data.
-
-        MLflow's own loader would first run the code stored with the model; whoever can write
-        to the registry could then run code in the API. Only two files are read here, and the
-        weights with torch's weights-only loader.
-        """
-        client = self._client()
-        # The version's artifact location, resolved with this store's registry (models:/ URIs
-        # would be resolved against MLflow's process-wide registry URI instead).
-        root = str(client.get_model_version_download_uri(self.name, version)).rstrip("/")
-        where = f"{self.name} v{version}"
-        with tempfile.TemporaryDirectory(prefix="forecaster-serve-") as tmp:
-            mlmodel = Path(self._download(f"{root}/MLmodel", tmp))
-            metadata = yaml.safe_load(mlmodel.read_text(encoding="utf-8"))
-            bundle, weights = served_artifacts(metadata, where)
-            forecaster = Forecaster.load(
-                Path(self._download(f"{root}/{bundle}", tmp)),
-                Path(self._download(f"{root}/{weights}", tmp)),
-            )
+        """The version through the registry's one loader (which reads the bundle and weights
+        as data and never runs code stored with a model), checked against the service's data
+        settings."""
+        loaded = load_version(self._client(), self.tracking_uri, self.name, version)
+        forecaster = loaded.forecaster
         if self.data_settings is not None:
             conflict = forecaster.bundle.conflict(*self.data_settings)
             if conflict:
-                raise ModelMismatchError(f"{where}: {conflict}")
-        tags = dict(client.get_model_version(self.name, version).tags)
+                raise ModelMismatchError(f"{self.name} v{version}: {conflict}")
         return LoadedModel(
             name=self.name,
             version=version,
@@ -111,14 +94,8 @@ class ModelStore:
             run_id=run_id,
             forecaster=forecaster,
             loaded_at=datetime.now(UTC),
-            tags=tags,
+            tags=loaded.tags,
         )
-
-    def _download(self, uri: str, directory: str) -> str:
-        path: str = download_artifacts(
-            artifact_uri=uri, dst_path=directory, tracking_uri=self.tracking_uri
-        )
-        return path
 
     async def refresh(self) -> bool:
         """Load the alias's version if it differs from the served one; True if swapped.
@@ -129,7 +106,8 @@ class ModelStore:
             try:
                 version, run_id, alias = await asyncio.to_thread(self.alias_version)
             except (MlflowException, OSError) as exc:
-                self.last_error = f"{self.name}@{self.alias} not available: {_first_line(exc)}"
+                reason = redact(first_line(exc), self.tracking_uri)
+                self.last_error = f"{self.name}@{self.alias} not available: {reason}"
                 if self.current is None:
                     logger.warning("%s", self.last_error)
                 return False
@@ -147,7 +125,8 @@ class ModelStore:
             except Exception as exc:  # any failure to load must leave the old model serving
                 self.conflict = str(exc) if isinstance(exc, ModelMismatchError) else None
                 self.on_event("failed")
-                self.last_error = f"loading {self.name} v{version} failed: {_first_line(exc)}"
+                reason = redact(first_line(exc), self.tracking_uri)
+                self.last_error = f"loading {self.name} v{version} failed: {reason}"
                 if isinstance(exc, ModelFormatError):
                     self._refused[version] = self.last_error
                 logger.error("%s; still serving %s", self.last_error, self.describe())
@@ -174,8 +153,3 @@ class ModelStore:
             else:
                 delay = 1.0
                 await asyncio.sleep(interval)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "message", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -25,7 +25,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from forecaster.errors import PredictionLogError
-from forecaster.predlog.migrate import upgrade, where
+from forecaster.local_state import shown_url
+from forecaster.predlog.migrate import upgrade
 from forecaster.predlog.schema import predictions
 
 logger = logging.getLogger(__name__)
@@ -83,10 +84,10 @@ class PredictionLog:
                 # WAL + NORMAL sync: appends without an fsync per batch, readers never block.
                 event.listen(self._engine, "connect", _sqlite_pragmas)
             revision = upgrade(self._engine)  # Alembic: the log's schema is migrated
-            logger.info("prediction log %s at schema revision %s", where(self.url), revision)
+            logger.info("prediction log %s at schema revision %s", shown_url(self.url), revision)
         except (OSError, SQLAlchemyError, ValueError, ImportError, PredictionLogError) as exc:
             logger.error("prediction log %s unusable, predictions will not be logged: %s",
-                         where(self.url), exc)  # fmt: skip
+                         shown_url(self.url), exc)  # fmt: skip
             self._engine = None
             return
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)

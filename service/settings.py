@@ -8,6 +8,9 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from forecaster.config import DataConfig, YahooConfig
+from forecaster.local_state import mlflow_store, sqlite_url
+
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FORECASTER_", frozen=True, extra="ignore")
@@ -29,6 +32,12 @@ class ServiceSettings(BaseSettings):
     )
     data_dir: Path = Field(Path("data"), description="MLflow store, market data cache, logs")
     auto_adjust: bool = Field(True, description="split/dividend-adjusted prices")
+    yahoo_retries: int = Field(3, ge=1, description="attempts per Yahoo download")
+    yahoo_backoff_seconds: float = Field(1.0, ge=0, description="first retry delay, doubling")
+    yahoo_timeout_seconds: float = Field(10.0, gt=0, description="per-request Yahoo timeout")
+    yahoo_cache_ttl_hours: float = Field(
+        12.0, ge=0, description="a cached Yahoo history younger than this is used as is"
+    )
     history_ttl_seconds: float = Field(
         900.0, gt=0, description="how long a ticker's history is kept in memory"
     )
@@ -100,9 +109,17 @@ class ServiceSettings(BaseSettings):
         return value
 
     def resolved_tracking_uri(self) -> str:
-        return self.tracking_uri or f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+        return self.tracking_uri or mlflow_store(self.data_dir)
 
     def resolved_prediction_log_url(self) -> str:
-        return (
-            self.prediction_log_url or f"sqlite:///{(self.data_dir / 'predictions.db').resolve()}"
-        )
+        # The field already reads FORECASTER_PREDICTION_LOG_URL; an explicit None means the
+        # data directory's log, so the environment is not consulted twice.
+        return self.prediction_log_url or sqlite_url(self.data_dir / "predictions.db")
+
+    def data_config(self) -> DataConfig:
+        """The history source's settings, as the library's sources take them."""
+        yahoo = YahooConfig(retries=self.yahoo_retries, backoff_seconds=self.yahoo_backoff_seconds,
+                            timeout_seconds=self.yahoo_timeout_seconds,
+                            cache_ttl_hours=self.yahoo_cache_ttl_hours)  # fmt: skip
+        return DataConfig(source=self.data_source, data_dir=self.data_dir,
+                          auto_adjust=self.auto_adjust, yahoo=yahoo)  # fmt: skip

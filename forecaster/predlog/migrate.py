@@ -15,11 +15,12 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import create_engine, inspect, make_url
+from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
 
-from forecaster.errors import PredictionLogError
+from forecaster.errors import PredictionLogError, first_line
+from forecaster.local_state import shown_url
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +47,6 @@ def current(engine: Engine) -> str | None:
         return context.get_current_revision()
 
 
-def where(url: str) -> str:
-    """The log's URL for messages, without its password."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
-
-
 def open_log(url: str) -> Engine:
     """An engine on the prediction log, migrated to head; one-line PredictionLogError if the
     URL, the database or its schema cannot be used."""
@@ -61,7 +54,7 @@ def open_log(url: str) -> Engine:
         engine = create_engine(url)
     except (ArgumentError, ImportError) as exc:
         raise PredictionLogError(
-            f"prediction log {where(url)}: not a usable SQLAlchemy URL ({exc})"
+            f"prediction log {shown_url(url)}: not a usable SQLAlchemy URL ({exc})"
         ) from exc
     try:
         upgrade(engine)
@@ -83,8 +76,7 @@ def upgrade(engine: Engine, attempts: int = 3) -> str:
             f"(this one knows up to revision {head()})"
         ) from exc
     except SQLAlchemyError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PredictionLogError(f"prediction log {url}: {first}") from exc
+        raise PredictionLogError(f"prediction log {url}: {first_line(exc)}") from exc
 
 
 def _upgrade(engine: Engine, attempts: int) -> str:
@@ -104,6 +96,6 @@ def _upgrade(engine: Engine, attempts: int) -> str:
                 raise
             # Most often the loser of a DDL race between workers starting at once.
             logger.warning("prediction log migration failed (%s); retrying",
-                           str(exc).splitlines()[0])  # fmt: skip
+                           first_line(exc))  # fmt: skip
             time.sleep(0.2 * attempt)
     return current(engine) or ""

@@ -19,6 +19,11 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+# The live_scores windows (last N resolved forecasts) the monitor computes, and the one the
+# headline figures and the service's gauges report.
+LIVE_WINDOWS = (20, 60, 250)
+HEADLINE_WINDOW = 250
+
 predictions = Table(
     "predictions",
     metadata,

@@ -9,6 +9,7 @@ import pandas as pd
 
 from forecaster.config import DataConfig
 from forecaster.errors import DataValidationError
+from forecaster.local_state import yahoo_cache
 from forecaster.schemas import frame_meta, with_meta
 from forecaster.sources.base import OHLCVSource, read_yahoo_csv
 from forecaster.sources.csv_file import CsvSource
@@ -56,9 +57,7 @@ def make_source(config: DataConfig) -> OHLCVSource:
     # Imported here so that users of the offline sources never pay for importing yfinance.
     from forecaster.sources.yahoo import YahooSource
 
-    return YahooSource(
-        config.data_dir / "cache" / "yahoo", config.yahoo, auto_adjust=config.auto_adjust
-    )
+    return YahooSource(yahoo_cache(config.data_dir), config.yahoo, auto_adjust=config.auto_adjust)
 
 
 class _OutsideRangeError(DataValidationError):

@@ -9,7 +9,7 @@ from typing import IO, Protocol
 import numpy as np
 import pandas as pd
 
-from forecaster.errors import DataError, DataValidationError
+from forecaster.errors import DataError, DataValidationError, first_line
 from forecaster.schemas import (
     ADJ_CLOSE,
     ADJUSTED,
@@ -86,8 +86,7 @@ def read_yahoo_csv(
     except IsADirectoryError as exc:
         raise DataError(f"{origin}: is a directory, not a CSV file") from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{origin}: not a readable CSV file ({reason})") from exc
+        raise DataError(f"{origin}: not a readable CSV file ({first_line(exc)})") from exc
 
     raw = raw.rename(columns=lambda c: str(c).strip().lower())
     # Line numbers as a text editor shows them: the header is line 1.

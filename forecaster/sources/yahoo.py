@@ -18,7 +18,12 @@ import yfinance as yf
 from yfinance.exceptions import YFException, YFRateLimitError, YFTickerMissingError
 
 from forecaster.config import YahooConfig
-from forecaster.errors import DataValidationError, SourceUnavailableError, TickerNotFoundError
+from forecaster.errors import (
+    DataValidationError,
+    SourceUnavailableError,
+    TickerNotFoundError,
+    first_line,
+)
 from forecaster.schemas import (
     ADJUSTED,
     CLOSE,
@@ -155,7 +160,7 @@ class YahooSource:
                     )
                     self._sleep(delay)
         else:
-            reason = str(last_error).splitlines()[0] if last_error else "no answer"
+            reason = first_line(last_error) if last_error else "no answer"
             raise SourceUnavailableError(
                 f"could not download '{ticker}' from Yahoo Finance after {attempts} attempt(s): "
                 f"{reason}"

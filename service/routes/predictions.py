@@ -174,14 +174,15 @@ async def _client_baseline(
     try:
         if fits:
             served = await asyncio.to_thread(
-                forecaster.baseline_forecast, request.ticker, method, closes
+                forecaster.baseline_forecast, request.ticker, method, closes, history.days
             )
         else:
-            served = forecaster.baseline_forecast(request.ticker, method, closes)
+            served = forecaster.baseline_forecast(request.ticker, method, closes, history.days)
     except DataValidationError as exc:
         raise HTTPException(status_code=422, detail=f"history for {request.ticker}: {exc}") from exc
     as_of = pd.Timestamp(history.days[-1])
-    return PreparedHistory(as_of, float(closes[-1]), served.quantiles, served.method)
+    return PreparedHistory(as_of, float(closes[-1]), served.quantiles, served.method,
+                           served.calibration)  # fmt: skip
 
 
 def _evidence(model: LoadedModel, ticker: str) -> Evidence | None:

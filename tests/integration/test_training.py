@@ -222,8 +222,11 @@ def test_cli_train_json_and_backtest_on_a_user_csv(
     assert main([*predict, "--json"]) == 0
     (forecast,) = json.loads(capsys.readouterr().out)["forecasts"]
     assert (forecast["as_of"], forecast["target_date"]) == ("2018-12-31", "2019-01-02")
+    assert forecast["method"] == "lstm"  # no routing table: the network serves every ticker
     assert main(predict) == 0
-    assert "^GSPC: 2019-01-02 (after 2018-12-31): close " in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "^GSPC: 2019-01-02 (after 2018-12-31): close " in text
+    assert text.rstrip().endswith("by lstm")
 
     # Any Yahoo-style CSV: write a slice of the sample in Yahoo's own layout.
     frame = load_frames(tiny_config(data_dir).data)["^GSPC"]

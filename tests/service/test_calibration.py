@@ -64,6 +64,9 @@ def test_stored_factors_widen_a_universe_tickers_bands_about_the_median(
     payload = {"ticker": "AAPL", "history": rows(60)}  # too short to calibrate on
     raw = answer(settings_for(model_name=RAW), payload)
     served = answer(settings_for(model_name=CALIBRATED), payload)
+    with TestClient(create_app(settings_for(model_name=CALIBRATED))) as client:
+        needed = client.get("/v1/model").json()["history_rows"]["lstm_calibrated"]
+    assert needed > 60
     assert raw["calibration"] is None
     assert served["calibration"] == {
         "factors": {"0.5": 2.0, "0.8": 1.5, "0.9": 1.25},

@@ -50,6 +50,7 @@ def routed(registry: Registry) -> str:
         routes={"^GSPC": Route("garch", "hand-set for the test", EVIDENCE)},
         unseen=unseen_route(config),
         garch_params={"^GSPC": PARAMS},
+        calibration_window=None,  # raw bands: tests/service/test_calibration.py covers those
     )
     frames = {"^GSPC": SampleSource().load("^GSPC")}
     with mlflow.start_run(run_name="routed"):
@@ -153,9 +154,9 @@ def test_model_info_lists_the_table_and_the_history_each_method_needs(
     assert info["routes"]["^GSPC"]["evidence"]["p_model_worse_than_garch"] == pytest.approx(0.004)
     assert info["unseen"]["method"] == "garch"
     assert info["unseen"]["evidence"]["scope"] == "unseen"
+    # This version's bands are not recalibrated, so no history length buys calibration.
     assert info["history_rows"] == {"lstm": info["min_history"],
-                                    "garch_fit": GARCH_MIN_RETURNS + 1, "naive": 21,
-                                    "lstm_calibrated": info["min_history"] + 250}  # fmt: skip
+                                    "garch_fit": GARCH_MIN_RETURNS + 1, "naive": 21}  # fmt: skip
     schema = client.get("/openapi.json").json()["components"]["schemas"]
     assert set(schema["PredictionResponse"]["properties"]) >= {"method", "evidence", "calibration"}
 
@@ -201,6 +202,20 @@ def test_replay_serves_past_days_by_the_same_route_as_the_api(
         closes = frame["close"].loc[: pd.Timestamp(row["as_of"])].to_numpy()
         expected = closes[-1] * np.exp(garch_quantiles(closes, LEVELS, PARAMS))
         np.testing.assert_allclose(list(row["quantiles"].values()), expected, rtol=1e-9)
+
+
+def test_predict_answers_each_ticker_by_its_route_as_the_api_does(
+    routed: str, registry: Registry, client: TestClient
+) -> None:
+    from pipelines.predicting import run_predict
+
+    config = tiny_config(registry.data_dir)
+    out = run_predict(config, f"models:/{NAME}/{routed}")
+    (forecast,) = out["forecasts"]
+    assert forecast["method"] == "garch"
+    served = client.post("/v1/predictions", json={"ticker": "^GSPC"}).json()
+    assert forecast["predicted_close"] == pytest.approx(served["predicted_close"], rel=1e-12)
+    assert forecast["interval"]["lower"] == pytest.approx(served["interval"]["lower"], rel=1e-12)
 
 
 def test_a_baseline_gets_the_same_checks_as_the_models_input(client: TestClient) -> None:

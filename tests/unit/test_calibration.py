@@ -123,3 +123,47 @@ def test_latest_calibration_round_trips() -> None:
     assert found.through == "2020-04-09"
     assert Calibration.from_dict(found.to_dict()) == found
     assert latest_calibration(scores[:10], days(10), 80, 60, INTERVALS, "training") is None
+
+
+def test_a_baselines_bands_are_recalibrated_on_its_own_recent_forecasts() -> None:
+    """GARCH with a variance far too small for the series: its raw bands cover little of the
+    returns that followed its last 250 forecasts, so the served bands widen by the conformal
+    factor of exactly those forecasts; without the history's dates nothing is recalibrated."""
+    from dataclasses import replace
+
+    from forecaster.config import load_config
+    from forecaster.fallback import garch_path, log_returns
+    from forecaster.features import compute_features
+    from forecaster.inference import Forecaster, ModelBundle
+    from forecaster.scaling import FeatureScaler
+    from forecaster.sources import SampleSource
+
+    config = load_config(None)
+    sample = SampleSource().load("^GSPC").iloc[-600:]
+    scaler = FeatureScaler.fit(
+        compute_features(sample, config.features).to_numpy(), config.features.names
+    )
+    narrow = {"mu": 0.0, "omega": 0.001, "alpha[1]": 0.01, "beta[1]": 0.5, "nu": 30.0}
+    bundle = replace(ModelBundle.from_config(config, scaler), garch_params={"X": narrow})
+    forecaster = Forecaster(bundle, bundle.build_network())
+    closes, days = sample["close"].to_numpy(), sample.index.to_numpy()
+
+    raw = forecaster.baseline_forecast("X", "garch", closes)
+    served = forecaster.baseline_forecast("X", "garch", closes, days)
+    assert raw.calibration is None
+    assert served.calibration is not None
+    assert served.calibration.source == "history"
+    assert served.calibration.days == 250
+    path = garch_path(closes, LEVELS, narrow)
+    realised = log_returns(closes)[-250:]
+    before = np.mean((realised >= path[-251:-1, 1]) & (realised <= path[-251:-1, 5]))
+    assert before < 0.5  # the raw 80% band held under half of them
+    factor = served.calibration.factors[0.8]
+    assert factor > 1.5
+    median = raw.quantiles[3]
+    assert served.quantiles[5] - median == pytest.approx(factor * (raw.quantiles[5] - median))
+    # The random walk gets the same treatment, from its own forecasts.
+    walk = forecaster.baseline_forecast("X", "naive", closes, days)
+    assert walk.method == "naive"
+    assert walk.calibration is not None
+    assert walk.calibration.days == 250

@@ -82,3 +82,18 @@ def test_exceptions_users_see_live_in_one_module() -> None:
                 if any(b.endswith(("Error", "Exception")) for b in bases):
                     elsewhere.append(f"{path.relative_to(ROOT)}: {node.name}")
     assert elsewhere == []
+
+
+def test_registered_models_load_through_the_registry_only() -> None:
+    """One loader: `forecaster.registry.load_registered` reads a version's bundle and weights as
+    data; MLflow's pyfunc loader (which runs the code stored with a model) appears nowhere in
+    the project's own code, and nothing else downloads a model's artifacts."""
+    found = []
+    for package in ("forecaster", "pipelines", "service", "benchmarks"):
+        for path in (ROOT / package).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            if "pyfunc.load_model" in text:
+                found.append(f"{path.relative_to(ROOT)} calls mlflow.pyfunc.load_model")
+            if "download_artifacts" in text and path != ROOT / "forecaster" / "registry.py":
+                found.append(f"{path.relative_to(ROOT)} downloads artifacts")
+    assert found == []

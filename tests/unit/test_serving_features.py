@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from forecaster.config import ALL_FEATURES, FeatureConfig
 from forecaster.errors import DataValidationError
 from forecaster.features import compute_features, latest_features, warmup_rows
+from forecaster.forward import predict_quantiles
 from forecaster.inference import Forecaster, ModelBundle
-from forecaster.predict import predict_quantiles
 from forecaster.scaling import FeatureScaler
 from forecaster.schemas import FrameMeta, validate_ohlcv, with_meta
 from forecaster.windows import all_windows

@@ -1,0 +1,152 @@
+"""What a stock in no training set gets: each single stock of the offline universe left out in
+turn, the served forecast for it scored against GARCH(1,1)-t and the empirical random walk on
+the same days.
+
+    python benchmarks/bench_unseen.py [--stocks AAPL GOOG IBM MSFT] [--set KEY=VALUE ...]
+
+For each left-out stock S: the default pipeline's science on the other tickers (the ensemble,
+its per-ticker recalibration, leave-tickers-out evidence deciding the unseen rule), then S
+served by that rule, as the API serves a ticker outside the universe: the model (its bands
+recalibrated on S's own earlier outcomes, never seen in training) or the rule's baseline (GARCH
+with its bands recalibrated on its own earlier forecasts of S, as served).
+S's test days are its own chronological test split; its baselines are fitted on its training
+split. Prints one JSON object per stock and a summary; nothing is registered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from forecaster.backtest import fit_baselines, leave_tickers_out, score_on_test, unseen_route
+from forecaster.calibration import conformity_scores, recalibrate, rolling_factors
+from forecaster.config import ForecasterConfig, load_config
+from forecaster.dataset import prepare
+from forecaster.evaluation import GARCH, MODEL, NAIVE, RAW, evaluate
+from forecaster.fallback import garch_path
+from forecaster.forecasters import GarchForecaster
+from forecaster.forecasters.lstm import LSTMForecaster
+from forecaster.gate import GARCH_METHOD, LSTM
+from forecaster.sources import load_frames
+from forecaster.windows import Windows, concat_windows
+
+SERVED = "served"
+CALIBRATED_GARCH = "garch_recalibrated"
+
+
+def recalibrated_garch(
+    frame: pd.DataFrame, params: dict[str, float], test: Windows, config: ForecasterConfig
+) -> np.ndarray:
+    """GARCH's forecasts of the test days with the parameters fitted on the stock's training
+    days, each band rescaled by the rolling conformal factors of GARCH's own earlier forecasts
+    (outcomes known by the as-of day only), as the service serves an unseen ticker."""
+    model = config.model
+    closes = frame["close"].to_numpy()
+    path = garch_path(closes, model.quantiles, params)  # row t: return t, forecast the day before
+    realised = np.log(closes[1:] / closes[:-1])
+    scores = conformity_scores(path[:-1], realised, model.quantiles, model.intervals)
+    known_at = frame.index[1:].to_numpy(dtype="datetime64[ns]")
+    rows = frame.index.get_indexer(pd.DatetimeIndex(test.end_dates))  # as-of day i: return i
+    factors = rolling_factors(scores, known_at, test.end_dates, model.calibration_window or 250,
+                              model.calibration_min_days, model.intervals)  # fmt: skip
+    return recalibrate(path[rows], factors, model.quantiles, model.intervals)
+
+
+def one(stock: str, overrides: list[str]) -> dict[str, Any]:
+    config = load_config(None, overrides)
+    frames = load_frames(config.data)
+    rest = {t: f for t, f in frames.items() if t != stock}
+    start = time.perf_counter()
+    data = prepare(rest, config)
+    model = LSTMForecaster(config).fit(data)
+    forecasters = {MODEL: model, **fit_baselines(data, config)}
+    ev = score_on_test(data, forecasters, config)
+    held = leave_tickers_out(data, ev, config)
+    rule = held.route if held is not None else unseen_route(config)
+    assert rule is not None
+    # The stock alone, split by its own dates; the model's forecasts over its validation and
+    # test days in one call, so its test days' bands are recalibrated on its earlier outcomes.
+    own = prepare({stock: frames[stock]}, config)
+    val, test = own.windows.take(own.split.val), own.windows.take(own.split.test)
+    both = concat_windows([val, test])
+    baselines = fit_baselines(own, config)
+    forecasts = {name: f.predict(test) for name, f in baselines.items() if name in (NAIVE, GARCH)}
+    model_q = model.predict(both)[len(val) :]
+    raw_q = model.predict_raw(test)
+    levels, intervals = config.model.quantiles, config.model.intervals
+    garch = baselines[GARCH]
+    assert isinstance(garch, GarchForecaster)
+    calibrated_garch = recalibrated_garch(frames[stock], garch.params[stock], test, config)
+    if rule.method == LSTM:
+        served = model_q
+    elif rule.method == GARCH_METHOD:  # as served: its bands recalibrated on its own forecasts
+        served = calibrated_garch
+    else:
+        served = forecasts[NAIVE]
+    scored = evaluate(test, {SERVED: served, MODEL: model_q, RAW: raw_q,
+                             CALIBRATED_GARCH: calibrated_garch, **forecasts},
+                      levels, intervals, config.model.interval_level)  # fmt: skip
+    out: dict[str, Any] = {
+        "stock": stock,
+        "trained_on": list(rest),
+        "rule": rule.method,
+        "rule_reason": rule.reason,
+        "days": len(test),
+        "test": f"{str(test.end_dates.min())[:10]}..{str(test.end_dates.max())[:10]}",
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    for name in (SERVED, MODEL, RAW, CALIBRATED_GARCH):
+        s = scored.scores[name]
+        out[name] = {
+            "pinball_vs_garch": s.pinball / scored.scores[GARCH].pinball,
+            "pinball_vs_naive": s.pinball / scored.scores[NAIVE].pinball,
+            "coverage": {repr(c): round(100 * i.coverage, 1) for c, i in s.intervals.items()},
+            "kupiec": {repr(c): round(i.kupiec_pvalue, 3) for c, i in s.intervals.items()},
+        }
+    # The path the service filters equals the baseline's own forecasts of the same days.
+    rows = frames[stock].index.get_indexer(pd.DatetimeIndex(test.end_dates))
+    path = garch_path(frames[stock]["close"].to_numpy(), levels, garch.params[stock])[rows]
+    out["garch_path_vs_baseline_max_abs"] = float(np.max(np.abs(path - forecasts[GARCH])))
+    out["garch_coverage"] = {
+        repr(c): round(100 * i.coverage, 1) for c, i in scored.scores[GARCH].intervals.items()
+    }
+    _, better, worse = scored.dm("pinball", GARCH, name=SERVED)
+    out["served_vs_garch_dm_p"] = {"better": better, "worse": worse}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stocks", nargs="+", default=["AAPL", "GOOG", "IBM", "MSFT"])
+    parser.add_argument("--set", action="append", default=[], dest="overrides")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    logging.basicConfig(level=logging.WARNING)
+    results = []
+    for stock in args.stocks:
+        result = one(stock, args.overrides)
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    served = [r[SERVED]["pinball_vs_garch"] for r in results]
+    print(
+        json.dumps(
+            {
+                "mean_served_pinball_vs_garch": float(np.mean(served)),
+                "max_served_pinball_vs_garch": float(np.max(served)),
+                "max_abs_80_coverage_error": max(
+                    abs(r[SERVED]["coverage"]["0.8"] - 80.0) for r in results
+                ),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
