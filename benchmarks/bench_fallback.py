@@ -7,7 +7,9 @@ Single-threaded medians after a warm-up, in process (no HTTP): the default 5-net
 forward for one window (the LSTM path's dominant step), GARCH(1,1)-t filtered with fixed
 parameters over a client's history and over a server's full history (a universe ticker), a
 GARCH fit on a history's own returns (an unseen ticker with enough history), and the empirical
-random walk. Parameters come from a real fit on the bundled ^GSPC.
+random walk; then what recalibrating each one's bands costs (forecaster.calibration): the
+network's factors from its own forecasts over a history long enough for the full window, and
+each baseline's forecast with its factors. Parameters come from a real fit on the bundled ^GSPC.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import platform
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -48,6 +51,9 @@ def main() -> None:
     window = model.prepare_window(sample.tail(bundle.min_history))
     params = fit_garch(closes[-1000:])
     fit_rows = closes[-(GARCH_MIN_RETURNS + 1) :]
+    calibrating = sample.tail(bundle.min_history + (bundle.calibration_window or 0))
+    cal_closes, cal_days = calibrating["close"].to_numpy(), calibrating.index.to_numpy()
+    model.bundle = replace(bundle, garch_params={"X": params})
     steps: dict[str, tuple[Callable[[], Any], int]] = {
         f"lstm: forward of the {bundle.ensemble_size}-network ensemble, one window": (
             lambda: model.forecast_window(window), args.repeats),
@@ -62,6 +68,15 @@ def main() -> None:
             args.repeats // 10),
         f"naive: empirical quantiles of {args.rows - 1} returns": (
             lambda: naive_quantiles(client, levels, 250), args.repeats),
+        # Band recalibration (forecaster.calibration), as the API pays it per forecast.
+        f"lstm: band factors from {len(calibrating)} rows ({bundle.calibration_window} outcomes)": (
+            lambda: model.history_calibration(calibrating, "X"), args.repeats // 10),
+        f"garch: filter + recalibrate over {len(calibrating)} rows (served, with dates)": (
+            lambda: model.baseline_forecast("X", "garch", cal_closes, cal_days),
+            args.repeats),
+        f"naive: quantiles + recalibrate over {len(calibrating)} rows (served, with dates)": (
+            lambda: model.baseline_forecast("X", "naive", cal_closes, cal_days),
+            args.repeats),
     }  # fmt: skip
     print(f"{platform.machine()}, Python {platform.python_version()}, torch "
           f"{torch.__version__}, numpy {np.__version__}, 1 thread; medians")  # fmt: skip

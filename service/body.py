@@ -10,7 +10,8 @@ errors without echoing the input.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import copy
+from collections.abc import Callable, Mapping, Sequence
 from email.message import Message
 from typing import Any, TypeVar
 
@@ -100,6 +101,33 @@ def document_bodies(app: FastAPI, *models: type[BaseModel]) -> None:
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(body.pop("$defs", {}))
             components[model.__name__] = body
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def document_history_limits(
+    app: FastAPI, max_rows: int, max_batch: int, min_rows: Callable[[], int | None]
+) -> None:
+    """State in the OpenAPI document the lengths the service enforces: a history of at most
+    `max_rows` and at least what the served model needs (`min_rows()`, read on every request
+    for the document, since a reload may change it; absent while no model is loaded), and at
+    most `max_batch` requests in a batch."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = copy.deepcopy(build())
+        request = schema["components"]["schemas"]["PredictionRequest"]
+        history = request["properties"]["history"]
+        for variant in history.get("anyOf", [history]):
+            if variant.get("type") == "array":
+                variant["maxItems"] = max_rows
+                needed = min_rows()
+                if needed is not None:
+                    variant["minItems"] = needed
+        schema["components"]["schemas"]["BatchRequest"]["properties"]["requests"]["maxItems"] = (
+            max_batch
+        )
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -25,7 +25,7 @@ from forecaster.calendar import TradingCalendar
 from forecaster.errors import ModelMismatchError
 from forecaster.local_state import shown_url
 from service.batcher import ForwardBatcher
-from service.body import document_bodies, validation_error_handler
+from service.body import document_bodies, document_history_limits, validation_error_handler
 from service.history import HistoryStore, make_source
 from service.live_scores import LiveGauges, LiveScores
 from service.metrics import ServiceMetrics
@@ -119,6 +119,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(api_router)
     document_bodies(app, PredictionRequest, BatchRequest)
+
+    def min_history() -> int | None:
+        state = getattr(app.state, "service", None)
+        current = state.models.current if state is not None else None
+        return current.forecaster.bundle.min_history if current is not None else None
+
+    document_history_limits(app, settings.max_history_rows, settings.max_batch_tickers, min_history)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
 
     @app.get("/metrics", include_in_schema=False)

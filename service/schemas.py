@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from forecaster.calibration import Calibration
 from forecaster.config import level_key
 from forecaster.gate import UNSEEN_SCOPE, Route
 from forecaster.schemas import TICKER_PATTERN
+
+
+def _not_a_boolean(value: object) -> object:
+    """JSON true/false is not a price or a volume (pydantic would read it as 1 or 0)."""
+    if isinstance(value, bool):
+        raise ValueError("a number is needed, not true/false")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_not_a_boolean)]
 
 
 class HistoryRow(BaseModel):
@@ -21,11 +31,11 @@ class HistoryRow(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     date: date
-    open: float = Field(gt=0, allow_inf_nan=False)
-    high: float = Field(gt=0, allow_inf_nan=False)
-    low: float = Field(gt=0, allow_inf_nan=False)
-    close: float = Field(gt=0, allow_inf_nan=False)
-    volume: float = Field(ge=0, allow_inf_nan=False)
+    open: Number = Field(gt=0, allow_inf_nan=False)
+    high: Number = Field(gt=0, allow_inf_nan=False)
+    low: Number = Field(gt=0, allow_inf_nan=False)
+    close: Number = Field(gt=0, allow_inf_nan=False)
+    volume: Number = Field(ge=0, allow_inf_nan=False)
 
 
 class PredictionRequest(BaseModel):
@@ -137,8 +147,13 @@ class PredictionResponse(BaseModel):
     )
     calibration: BandCalibration | None = Field(
         None,
-        description="the per-ticker rescaling the model's bands got; null: served as the "
-        "network (or the baseline) made them",
+        description="the per-ticker rescaling the bands got; null: served as the network (or "
+        "the baseline) made them",
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="what in a client's history the forecast could not judge, e.g. a close-to-"
+        "close jump like an unadjusted split (beyond a log return of 0.5)",
     )
 
 

@@ -17,7 +17,7 @@ from forecaster.gate import GARCH_METHOD, LSTM
 from forecaster.inference import implied_volatility
 from forecaster.schemas import DATE, OHLCV_COLUMNS
 from service.body import body_openapi
-from service.client_history import check_history
+from service.client_history import check_history, history_warnings
 from service.deps import Model, State
 from service.history import PreparedHistory
 from service.model_store import LoadedModel
@@ -232,6 +232,7 @@ async def predict_one(
         method=prepared.method,
         evidence=_evidence(model, body.ticker),
         calibration=calibration_of(prepared.calibration),
+        warnings=history_warnings(body.history) if body.history is not None else [],
     )
     state.metrics.predictions.labels(model.version).inc()
     state.prediction_log.record(

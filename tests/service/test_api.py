@@ -152,6 +152,8 @@ BAD_BODIES = [
     ("non-numeric", lambda rows: {"ticker": "A", "history": _mutate(5, open="abc")(rows)}, "valid number"),
     ("high below low", lambda rows: {"ticker": "A", "history": _mutate(5, high=1.0, low=2.0)(rows)}, "below low"),
     ("negative volume", lambda rows: {"ticker": "A", "history": _mutate(5, volume=-5)(rows)}, "greater than or equal to 0"),
+    ("boolean volume", lambda rows: {"ticker": "A", "history": _mutate(5, volume=True)(rows)}, "not true/false"),
+    ("boolean price", lambda rows: {"ticker": "A", "history": _mutate(5, close=False)(rows)}, "not true/false"),
     ("unsorted", lambda rows: {"ticker": "A", "history": [rows[1], rows[0], *rows[2:]]}, "strictly increasing"),
     ("duplicate date", lambda rows: {"ticker": "A", "history": [rows[0], *rows]}, "duplicates"),
     ("too few rows", lambda rows: {"ticker": "A", "history": rows[:15]}, "needs at least 20"),
@@ -423,3 +425,58 @@ def test_a_model_that_contradicts_the_service_settings_refuses_to_start(
         TestClient(app),
     ):
         pass
+
+
+def test_the_openapi_document_states_the_limits_the_service_enforces(
+    client: TestClient, registry: Registry
+) -> None:
+    """A generated client (or a fuzzer) reads the history lengths and the batch size from the
+    schema: at least what the served model needs, at most the settings' limits."""
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    (array,) = [v for v in schemas["PredictionRequest"]["properties"]["history"]["anyOf"]
+                if v.get("type") == "array"]  # fmt: skip
+    needed = client.get("/v1/model").json()["min_history"]
+    assert array["minItems"] == needed
+    assert array["maxItems"] == 5000
+    assert schemas["BatchRequest"]["properties"]["requests"]["maxItems"] == 50
+    short = client.post("/v1/predictions",
+                        json={"ticker": "ACME", "history": history_rows(needed - 1)})  # fmt: skip
+    assert short.status_code == 422
+    assert client.post("/v1/predictions",
+                       json={"ticker": "ACME", "history": history_rows(needed)}).status_code == 200  # fmt: skip
+
+
+def _redated(rows: list[dict[str, Any]], days: list[str]) -> list[dict[str, Any]]:
+    return [{**row, "date": day} for row, day in zip(rows, days, strict=True)]
+
+
+def test_histories_that_cannot_be_daily_trading_data_are_refused(client: TestClient) -> None:
+    rows = history_rows(60)
+    weekly = _redated(rows, [str(d.date()) for d in pd.date_range("2017-01-02", periods=60,
+                                                                   freq="7D")])  # fmt: skip
+    reply = client.post("/v1/predictions", json={"ticker": "ACME", "history": weekly})
+    assert reply.status_code == 422
+    assert reply.json()["detail"].startswith("history for ACME: not daily data: its rows are "
+                                             "a median 7 days apart")  # fmt: skip
+    weekends = pd.date_range("2017-01-07", periods=220, freq="D")
+    weekends = weekends[weekends.dayofweek >= 5][:60]
+    reply = client.post("/v1/predictions", json={"ticker": "ACME",
+                        "history": _redated(rows, [str(d.date()) for d in weekends])})  # fmt: skip
+    assert reply.status_code == 422
+    assert "100% of its rows fall on a Saturday or Sunday" in reply.json()["detail"]
+
+
+def test_a_jump_like_an_unadjusted_split_is_named_in_the_response(client: TestClient) -> None:
+    rows = history_rows(60)
+    assert client.post("/v1/predictions",
+                       json={"ticker": "ACME", "history": rows}).json()["warnings"] == []  # fmt: skip
+    split = [
+        {**r, **{k: r[k] * 0.1 for k in ("open", "high", "low", "close")}} if i >= 40 else r
+        for i, r in enumerate(rows)
+    ]
+    body = client.post("/v1/predictions", json={"ticker": "ACME", "history": split}).json()
+    (warning,) = body["warnings"]
+    ratio = split[40]["close"] / split[39]["close"]
+    assert warning.startswith(f"close moved x{ratio:.3g} from {rows[39]['date']} to "
+                              f"{rows[40]['date']} (row 40)")  # fmt: skip
+    assert "unadjusted split" in warning

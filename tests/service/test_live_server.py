@@ -110,6 +110,10 @@ def test_live_server_switches_to_a_promoted_version_without_failing_a_request(
     for worker in workers:
         worker.start()
     try:
+        deadline = time.monotonic() + 60
+        while original not in versions:  # the clients are answered before the switch starts
+            assert time.monotonic() < deadline, "no answer from the original version"
+            time.sleep(0.05)
         new = registry.new_version()
         registry.promote(new)  # the service polls the alias every 0.5 s
         deadline = time.monotonic() + 60
