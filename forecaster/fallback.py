@@ -115,9 +115,29 @@ def naive_path(closes: np.ndarray, levels: Sequence[float], window: int, days: i
         q = np.quantile(spans, levels, axis=1).T
         out: np.ndarray = q - np.median(spans, axis=1)[:, None]
         return out
-    rows = [naive_quantiles(closes[max(0, t - window) : t + 1], levels, window)
-            for t in range(first, n + 1)]  # fmt: skip
-    return np.vstack(rows)
+    # Shorter windows at the start of the history: NaN-padded to one width and sorted (NaN
+    # last), then numpy's linear-interpolation quantile of each row's valid values.
+    padded = np.concatenate([np.full(window, np.nan), returns])
+    ordered = np.sort(np.lib.stride_tricks.sliding_window_view(padded, window)[first : n + 1])
+    valid = np.minimum(np.arange(first, n + 1), window)[:, None]
+    partial: np.ndarray = _sorted_quantiles(ordered, valid, levels) - _sorted_quantiles(
+        ordered, valid, (0.5,)
+    )
+    return partial
+
+
+def _sorted_quantiles(
+    ordered: np.ndarray, valid: np.ndarray, levels: Sequence[float]
+) -> np.ndarray:
+    """(rows, levels) quantiles of each row's first `valid` (sorted) values, interpolated as
+    np.quantile's default ('linear') does."""
+    position = (valid - 1) * np.asarray(levels, dtype=np.float64)[None, :]
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, valid - 1)
+    rows = np.arange(len(ordered))[:, None]
+    low, high = ordered[rows, below], ordered[rows, above]
+    out: np.ndarray = low + (position - below) * (high - low)
+    return out
 
 
 def fit_garch(closes: np.ndarray) -> dict[str, float]:

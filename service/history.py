@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -115,6 +116,9 @@ class HistoryStore:
         self.settings = settings
         self._entries: _Lru[_Entry] = _Lru(settings.history_max_tickers)
         self._failures: _Lru[_Failure] = _Lru(settings.history_max_tickers)
+        # Band factors computed from client histories (a forward pass over ~250 windows each),
+        # keyed by model version, ticker and a digest of the rows they read.
+        self._calibrations: _Lru[tuple[Calibration | None]] = _Lru(settings.history_max_tickers)
         self._loading: dict[str, asyncio.Task[_Entry]] = {}
         self._pool = ThreadPoolExecutor(settings.source_threads, thread_name_prefix="source")
         self._outages = 0
@@ -126,8 +130,24 @@ class HistoryStore:
         plus the loads in flight."""
         return len(self._entries) + len(self._failures) + len(self._loading)
 
+    @property
+    def calibrations_held(self) -> int:
+        return len(self._calibrations)
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def calibration(
+        self, key: str, compute: Callable[[], Calibration | None]
+    ) -> Calibration | None:
+        """`compute()` in a thread, remembered under `key`: the same rows sent again (by any
+        client) cost a dictionary lookup."""
+        cached = self._calibrations.get(key)
+        if cached is not None:
+            return cached[0]
+        found = await asyncio.to_thread(compute)
+        self._calibrations.put(key, (found,))
+        return found
 
     async def _entry(self, ticker: str) -> _Entry:
         now = time.monotonic()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import math
@@ -133,11 +134,24 @@ async def _client_forecast(
         # event loop: a forward pass over up to calibration_window + 1 windows), as the
         # server's history and replay do; a history too short gets the stored factors.
         if len(history) >= bundle.min_history + bundle.calibration_min_days:
-            calibration = await asyncio.to_thread(_history_calibration, model, request, history)
+            key = _calibration_key(model, request.ticker, history)
+            calibration = await state.history.calibration(
+                key, lambda: _history_calibration(model, request, history)
+            )
         calibration = calibration or bundle.calibration.get(request.ticker)
     quantiles = model.forecaster.calibrate(quantiles, calibration)
     as_of = pd.Timestamp(history.days[-1])
     return PreparedHistory(as_of, float(history.prices.close[-1]), quantiles, LSTM, calibration)
+
+
+def _calibration_key(model: LoadedModel, ticker: str, history: RequestHistory) -> str:
+    """Version, ticker and a digest of the rows the band factors read (the history's tail)."""
+    bundle = model.forecaster.bundle
+    tail = bundle.min_history + (bundle.calibration_window or 0)
+    digest = hashlib.blake2b(history.days[-tail:].tobytes(), digest_size=16)
+    for column in history.prices.columns().values():
+        digest.update(column[-tail:].tobytes())
+    return f"{model.version}|{ticker}|{digest.hexdigest()}"
 
 
 def _history_calibration(

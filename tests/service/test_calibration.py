@@ -96,6 +96,20 @@ def test_an_unseen_tickers_bands_are_calibrated_on_its_own_history(
     assert short["calibration"] is None
 
 
+def test_the_same_rows_sent_again_reuse_their_band_factors(
+    versions: None, settings_for: Callable[..., ServiceSettings]
+) -> None:
+    history = rows(400, seed=5)
+    with TestClient(create_app(settings_for(model_name=CALIBRATED))) as client:
+        first = client.post("/v1/predictions", json={"ticker": "ZZZ", "history": history}).json()
+        again = client.post("/v1/predictions", json={"ticker": "ZZZ", "history": history}).json()
+        other = client.post("/v1/predictions", json={"ticker": "YYY", "history": history}).json()
+        held = client.app.state.service.history.calibrations_held  # type: ignore[attr-defined]
+    assert first["quantiles"] == again["quantiles"]
+    assert first["calibration"] == again["calibration"] == other["calibration"]
+    assert held == 2  # one per (version, ticker, rows)
+
+
 def test_server_history_recalibrates_from_its_latest_outcomes(
     versions: None, settings_for: Callable[..., ServiceSettings]
 ) -> None:
