@@ -22,11 +22,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import yaml
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from forecaster import __version__
 from forecaster.config import ForecasterConfig, load_config
 from forecaster.errors import ConfigError, ForecasterError, first_line
+from forecaster.local_state import shown_url
 from forecaster.progress import interactive
 
 logger = logging.getLogger("forecaster.cli")
@@ -287,22 +289,75 @@ class _OneLineStartupFailure(logging.Filter):
         return True
 
 
+# Service settings that `serve` derives from --config/--data-dir/--set, by config key.
+_SERVE_SETTINGS = {
+    "data.data_dir": "FORECASTER_DATA_DIR",
+    "tracking.tracking_uri": "FORECASTER_TRACKING_URI",
+    "tracking.model_name": "FORECASTER_MODEL_NAME",
+    "data.auto_adjust": "FORECASTER_AUTO_ADJUST",
+    "data.source": "FORECASTER_DATA_SOURCE",
+}
+
+
+def _given_keys(args: argparse.Namespace) -> set[str]:
+    """The dotted config keys this command line sets itself (flags, --set, --config)."""
+    keys = {str(item).partition("=")[0].strip() for item in args.overrides or ()}
+    if args.data_dir is not None:
+        keys.add("data.data_dir")
+    if args.config is not None:
+
+        def walk(tree: object, prefix: str = "") -> None:
+            if isinstance(tree, dict):
+                for name, value in tree.items():
+                    walk(value, f"{prefix}{name}.")
+            elif prefix:
+                keys.add(prefix.rstrip("."))
+
+        walk(yaml.safe_load(Path(args.config).read_text(encoding="utf-8")))
+    return keys
+
+
 def _serve_environment(args: argparse.Namespace) -> dict[str, str]:
-    """FORECASTER_* values from --config/--data-dir/--set, for the app (and its workers)."""
+    """FORECASTER_* values for the app (and its workers), by one rule: a value this command
+    line gives (flag, --set, --config) > the FORECASTER_* environment > the default. A value
+    given on the command line that contradicts the environment is a ConfigError, not a silent
+    choice of what to serve."""
     if args.config is None and args.data_dir is None and not args.overrides:
         return {}
     from forecaster.tracking import resolve_tracking_uri
 
     values = {"data.data_dir": str(args.data_dir)} if args.data_dir else None
     config = load_config(args.config, args.overrides, values)
-    env = {
-        "FORECASTER_DATA_DIR": str(config.data.data_dir),
-        "FORECASTER_TRACKING_URI": resolve_tracking_uri(config),
-        "FORECASTER_MODEL_NAME": config.tracking.model_name,
-        "FORECASTER_AUTO_ADJUST": "true" if config.data.auto_adjust else "false",
+    given = _given_keys(args)
+    derived = {
+        "data.data_dir": str(config.data.data_dir),
+        "tracking.tracking_uri": config.tracking.tracking_uri or "",
+        "tracking.model_name": config.tracking.model_name,
+        "data.auto_adjust": "true" if config.data.auto_adjust else "false",
+        "data.source": config.data.source,
     }
-    if config.data.source in ("sample", "yahoo"):  # a CSV-trained model serves client history
-        env["FORECASTER_DATA_SOURCE"] = config.data.source
+    env: dict[str, str] = {}
+    conflicts = []
+    for key, name in _SERVE_SETTINGS.items():
+        if key not in given or not derived[key]:
+            continue
+        if key == "data.source" and derived[key] not in ("sample", "yahoo"):
+            continue  # a CSV-trained model serves client history; the service keeps its source
+        names = (name, "MLFLOW_TRACKING_URI") if key == "tracking.tracking_uri" else (name,)
+        for known in names:
+            current = os.environ.get(known)
+            if current and current != derived[key]:
+                conflicts.append(f"{key} {derived[key]!r} but {known}={shown_url(current)!r}")
+        env[name] = derived[key]
+    if conflicts:
+        raise ConfigError(
+            "serve: the command line and the environment disagree on what to serve ("
+            + "; ".join(conflicts)
+            + "); drop one of them"
+        )
+    has_store = any(os.environ.get(n) for n in ("FORECASTER_TRACKING_URI", "MLFLOW_TRACKING_URI"))
+    if "FORECASTER_TRACKING_URI" not in env and not has_store:
+        env["FORECASTER_TRACKING_URI"] = resolve_tracking_uri(config)  # the data dir's store
     return env
 
 
