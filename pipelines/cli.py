@@ -347,7 +347,9 @@ def _serve_environment(args: argparse.Namespace) -> dict[str, str]:
         for known in names:
             current = os.environ.get(known)
             if current and current != derived[key]:
-                conflicts.append(f"{key} {derived[key]!r} but {known}={shown_url(current)!r}")
+                conflicts.append(
+                    f"{key} {shown_url(derived[key])!r} but {known}={shown_url(current)!r}"
+                )
         env[name] = derived[key]
     if conflicts:
         raise ConfigError(

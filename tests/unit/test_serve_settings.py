@@ -62,11 +62,13 @@ def test_the_command_line_contradicting_the_environment_is_an_error(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://user:secret@mlflow:5000")
     with pytest.raises(ConfigError) as raised:
         serve_env("--set", "tracking.model_name=stock-lstm",
-                  "--set", "tracking.tracking_uri=sqlite:///x.db")  # fmt: skip
+                  "--set", "tracking.tracking_uri=http://me:mine@other:5000")  # fmt: skip
     message = str(raised.value)
     assert "tracking.model_name 'stock-lstm' but FORECASTER_MODEL_NAME='does-not-exist'" in message
     assert "MLFLOW_TRACKING_URI='http://user:***@mlflow:5000'" in message
     assert "secret" not in message
+    assert "mine" not in message
+    assert "'http://me:***@other:5000'" in message
     # The same value both ways is no conflict.
     monkeypatch.setenv("FORECASTER_MODEL_NAME", "stock-lstm")
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
