@@ -27,6 +27,7 @@ from mlflow.exceptions import MlflowException
 
 from forecaster.errors import ModelFormatError, TrackingError, first_line
 from forecaster.inference import Forecaster, served_artifacts
+from forecaster.local_state import redact, shown_url
 from forecaster.schemas import DATE, OHLCV_COLUMNS
 from forecaster.windows import Windows
 
@@ -78,7 +79,7 @@ def load_version(
 def load_registered(uri: str, tracking_uri: str | None = None) -> RegisteredModel:
     """A `models:/NAME@ALIAS` or `models:/NAME/N` version; one-line TrackingError otherwise."""
     tracking_uri = tracking_uri or mlflow.get_tracking_uri()
-    where = f"cannot load model {uri} from {tracking_uri}"
+    where = f"cannot load model {uri} from {shown_url(tracking_uri)}"
     match = MODEL_URI.match(uri)
     if match is None:
         raise TrackingError(f"{where}: not a registered model; use models:/NAME@ALIAS or "
@@ -90,7 +91,8 @@ def load_registered(uri: str, tracking_uri: str | None = None) -> RegisteredMode
         return load_version(client, tracking_uri, name, version)
     except (MlflowException, OSError, ModelFormatError) as exc:
         raise TrackingError(
-            f"{where}: {first_line(exc)} (train one with 'forecaster train', or pass --model-uri)"
+            f"{where}: {redact(first_line(exc), tracking_uri)} (train one with 'forecaster "
+            "train', or pass --model-uri)"
         ) from exc
 
 

@@ -78,3 +78,21 @@ def test_a_store_that_is_down_never_shows_its_password(monkeypatch: pytest.Monke
     assert store.last_error is not None
     assert store.last_error.startswith("stock-lstm@champion not available")
     assert "s3cret" not in store.last_error
+
+
+def test_loading_a_model_from_a_store_that_is_down_never_shows_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """predict, replay and the champion re-scoring report a failed load in one line: the
+    store's URL and MLflow's message both carry the password, the line must not."""
+    from forecaster.errors import TrackingError
+    from forecaster.registry import load_registered
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    with pytest.raises(TrackingError) as raised:
+        load_registered("models:/stock-lstm@champion", "http://forecaster:s3cret@127.0.0.1:1")
+    message = str(raised.value)
+    assert message.startswith("cannot load model models:/stock-lstm@champion from "
+                              "http://forecaster:***@127.0.0.1:1: ")  # fmt: skip
+    assert "s3cret" not in message
