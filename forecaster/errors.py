@@ -52,6 +52,10 @@ class TrackingError(ForecasterError):
     """The MLflow tracking server or registry could not be used."""
 
 
+class StoreUnavailableError(TrackingError):
+    """The tracking store did not answer (down, unreachable, or refusing connections)."""
+
+
 class TrainingError(ForecasterError):
     """Training diverged or produced no usable model."""
 

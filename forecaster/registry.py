@@ -13,9 +13,12 @@ import io
 import logging
 import re
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 import numpy as np
@@ -24,8 +27,10 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
+from sqlalchemy import create_engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from forecaster.errors import ModelFormatError, TrackingError, first_line
+from forecaster.errors import ModelFormatError, StoreUnavailableError, TrackingError, first_line
 from forecaster.inference import Forecaster, served_artifacts
 from forecaster.local_state import redact, shown_url
 from forecaster.schemas import DATE, OHLCV_COLUMNS
@@ -74,6 +79,46 @@ def load_version(
         forecaster = Forecaster.load(fetch(bundle, tmp), fetch(weights, tmp))
     found = client.get_model_version(name, version)
     return RegisteredModel(name, version, str(found.run_id), forecaster, dict(found.tags))
+
+
+def probe_store(tracking_uri: str, timeout: float = 5.0) -> None:
+    """Raise StoreUnavailableError (one line, no password) if the tracking store does not answer
+    within `timeout` seconds.
+
+    MLflow's own clients retry an unreachable store for minutes (HTTP: 7 retries with backoff,
+    about 250 s; SQL: 10 engine attempts, about 100 s) before they fail. A caller that polls
+    (the service) asks here first, so an outage is seen in seconds and the retrying is the
+    caller's, with its own backoff.
+    """
+    shown = shown_url(tracking_uri)
+    scheme = tracking_uri.split(":", 1)[0].lower()
+    try:
+        if scheme in ("http", "https"):
+            # The MLflow server's liveness route; an answer below 500 (401 included) means the
+            # server listens, a 5xx is a proxy or gateway that cannot reach it. Credentials
+            # stay out of the URL urllib sees.
+            parts = urlsplit(tracking_uri)
+            netloc = parts.netloc.rpartition("@")[2]
+            health = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
+            try:
+                urllib.request.urlopen(health, timeout=timeout).close()
+            except urllib.error.HTTPError as exc:
+                if exc.code >= 500:
+                    raise OSError(f"HTTP {exc.code} from {netloc}") from exc
+        elif "://" in tracking_uri and scheme not in ("file", "sqlite", "databricks"):
+            postgres = "postgres" in scheme
+            connect_args = {"connect_timeout": max(1, round(timeout))} if postgres else {}
+            engine = create_engine(tracking_uri, connect_args=connect_args)
+            try:
+                with engine.connect():
+                    pass
+            finally:
+                engine.dispose()
+    except (OSError, SQLAlchemyError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "orig", None) or exc
+        raise StoreUnavailableError(
+            f"tracking store {shown} unreachable: {redact(first_line(reason), tracking_uri)}"
+        ) from exc
 
 
 def load_registered(uri: str, tracking_uri: str | None = None) -> RegisteredModel:

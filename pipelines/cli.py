@@ -387,6 +387,9 @@ def cmd_serve(args: argparse.Namespace, config: ForecasterConfig | None) -> int:
             workers=args.workers,
             log_level="warning" if args.quiet else "info",
             access_log=args.access_log,
+            # h11 with bounded request heads and a head deadline (FORECASTER_MAX_HEADER_BYTES,
+            # FORECASTER_HEADER_TIMEOUT_SECONDS); httptools buffers headers without a limit.
+            http="service.server:BoundedH11Protocol",
         )
     except SystemExit as exc:  # uvicorn exits 3 when the app refuses to start
         return 1 if exc.code else 0

@@ -70,9 +70,17 @@ def validate(model: type[M], raw: bytes) -> M:
 
 
 async def read_json(request: Request) -> bytes:
-    """The raw body of a JSON request: 415 for another content type, 422 when empty."""
+    """The raw body of a JSON request: 415 for another content type or a compressed body,
+    422 when empty."""
     if not is_json(request.headers.get("content-type")):
         raise HTTPException(status_code=415, detail="send the body as application/json")
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise HTTPException(
+            status_code=415,
+            detail=f"content-encoding {encoding[:20]!r} is not accepted; send the body "
+            "uncompressed",
+        )
     raw = await request.body()
     if not raw:
         raise RequestValidationError(

@@ -28,8 +28,7 @@ async def get_model(state: State) -> LoadedModel:
     if model is None:
         raise HTTPException(
             status_code=503,
-            detail=f"no model loaded: {state.models.last_error}; "
-            "train and promote one (forecaster train), the service picks it up",
+            detail=f"no model loaded: {state.models.public_error}",
         )
     return model
 

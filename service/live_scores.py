@@ -89,7 +89,7 @@ class LiveScores:
 
 class LiveGauges(Collector):
     """forecaster_live_coverage{version,method,level}, forecaster_live_pinball{version,method}
-    and forecaster_live_resolved_total{version,method}: the last monitor run, all tickers, last
+    and forecaster_live_resolved{version,method}: the last monitor run, all tickers, last
     250, per serving method (method="*": all of them)."""
 
     def __init__(self, scores: LiveScores) -> None:
@@ -102,7 +102,7 @@ class LiveGauges(Collector):
         pinball = GaugeMetricFamily("forecaster_live_pinball",
                                     "Live mean pinball loss (last 250 resolved)",
                                     labels=["version", "method"])  # fmt: skip
-        resolved = GaugeMetricFamily("forecaster_live_resolved_total",
+        resolved = GaugeMetricFamily("forecaster_live_resolved",
                                      "Served forecasts resolved against a realised close",
                                      labels=["version", "method"])  # fmt: skip
         for row in self.scores.snapshot().rows:

@@ -53,6 +53,7 @@ def build_state(settings: ServiceSettings, metrics: ServiceMetrics) -> ServiceSt
             on_event=lambda outcome: metrics.reloads.labels(outcome).inc(),
             fallback_alias=settings.fallback_alias,
             data_settings=(settings.data_source, settings.auto_adjust),
+            store_timeout=settings.store_timeout_seconds,
         ),
         history=HistoryStore(make_source(settings), settings),
         calendar=TradingCalendar(),
@@ -83,8 +84,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         state = await asyncio.to_thread(build_state, settings, metrics)
         state.prediction_log.start()
         app.state.service = state
-        await state.models.refresh()
-        if state.models.current is None and state.models.conflict:
+        # The first load gets a bounded wait: a store that is down or slow must not keep the
+        # process from listening (or from honouring SIGTERM); the load goes on in the
+        # background and /readyz says 503 until it lands.
+        first = asyncio.create_task(state.models.refresh())
+        await asyncio.wait({first}, timeout=settings.startup_wait_seconds)
+        if first.done() and state.models.current is None and state.models.conflict:
             # The model this service is configured to serve contradicts its settings: refuse to
             # start rather than serve nothing, or serve it wrongly.
             state.prediction_log.close()
@@ -97,15 +102,18 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         watcher = asyncio.create_task(state.models.watch(settings.reload_interval_seconds))
         current = state.models.current
         serving = f"v{current.version} (alias {current.alias})" if current else "nothing yet"
+        if not first.done():
+            serving += f" (no answer from the store in {settings.startup_wait_seconds:g} s)"
         logger.info("watching %s@%s in %s; serving %s", settings.model_name,
                     settings.model_alias, shown_url(settings.resolved_tracking_uri()),
                     serving)  # fmt: skip
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in (first, watcher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             state.prediction_log.close()
             state.history.close()
             state.live_scores.close()

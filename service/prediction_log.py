@@ -4,6 +4,10 @@ Writes go through a bounded queue to a background thread that inserts them in ba
 `MAX_BATCH` rows, gathered for `flush_seconds`): logging never blocks or fails a
 response. A full queue or a database that refuses a batch costs those rows, counted in
 /metrics; a clean shutdown writes everything still queued.
+
+The same thread opens (and migrates) the log, and keeps trying with backoff while it cannot:
+a database that is down, or a disk that was full, at start-up delays logging (rows wait in
+the queue) instead of switching it off for the life of the process.
 """
 
 from __future__ import annotations
@@ -18,11 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import create_engine, delete, event, func, insert, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from forecaster.errors import PredictionLogError
 from forecaster.local_state import shown_url
@@ -33,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 _STOP = object()
 MAX_BATCH = 1000
+MAX_OPEN_BACKOFF = 60.0
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -73,25 +78,62 @@ class PredictionLog:
         self._stopping = threading.Event()
         self._next_prune = 0.0
         self.dropped = 0
+        self.ready = False  # migrated and taking rows
+        self.error: str | None = None  # why not, while it is not
 
     def start(self) -> None:
-        """Open the log; if it cannot be opened the service still runs, without logging."""
+        """Start the writer, which opens the log. A URL that can never work (not SQLAlchemy,
+        no driver) is logged and logging is off; anything else is retried."""
+        try:
+            self._engine = create_engine(self.url)
+        except (ArgumentError, ValueError, ImportError) as exc:
+            self.error = f"not a usable SQLAlchemy URL ({exc})"
+            logger.error("prediction log %s: %s; predictions will not be logged",
+                         shown_url(self.url), self.error)  # fmt: skip
+            self._engine = None
+            return
+        if self._engine.dialect.name == "sqlite":
+            # WAL + NORMAL sync: appends without an fsync per batch, readers never block.
+            event.listen(self._engine, "connect", _sqlite_pragmas)
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def status(self) -> Literal["logging", "opening", "off"]:
+        """logging, opening (retrying) or off (a URL that can never work), for /readyz."""
+        if self.ready:
+            return "logging"
+        return "opening" if self._engine is not None else "off"
+
+    def _open(self) -> bool:
+        """Migrate the log to the current schema; False (logged once per distinct reason) if
+        it cannot be done now."""
+        assert self._engine is not None
         try:
             if self.url.startswith("sqlite:///"):
                 Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            self._engine = create_engine(self.url)
-            if self._engine.dialect.name == "sqlite":
-                # WAL + NORMAL sync: appends without an fsync per batch, readers never block.
-                event.listen(self._engine, "connect", _sqlite_pragmas)
-            revision = upgrade(self._engine)  # Alembic: the log's schema is migrated
-            logger.info("prediction log %s at schema revision %s", shown_url(self.url), revision)
-        except (OSError, SQLAlchemyError, ValueError, ImportError, PredictionLogError) as exc:
-            logger.error("prediction log %s unusable, predictions will not be logged: %s",
-                         shown_url(self.url), exc)  # fmt: skip
-            self._engine = None
-            return
-        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
-        self._thread.start()
+            revision = upgrade(self._engine)  # Alembic, in one transaction
+        except (OSError, SQLAlchemyError, PredictionLogError) as exc:
+            reason = str(exc)
+            if reason != self.error:
+                logger.error("prediction log %s unusable, rows wait in the queue and opening is "
+                             "retried: %s", shown_url(self.url), reason)  # fmt: skip
+            self.error = reason
+            return False
+        if self.error is not None:
+            logger.info("prediction log %s usable again", shown_url(self.url))
+        logger.info("prediction log %s at schema revision %s", shown_url(self.url), revision)
+        self.ready, self.error = True, None
+        return True
+
+    def _wait_until_open(self) -> bool:
+        """Open the log, retrying with backoff; False if a stop came first (and the last try
+        at stopping failed too)."""
+        delay = 1.0
+        while not self._open():
+            if self._stopping.wait(delay):
+                return self._open()
+            delay = min(2 * delay, MAX_OPEN_BACKOFF)
+        return True
 
     def record(self, row: dict[str, Any]) -> None:
         if self._engine is None:
@@ -101,7 +143,9 @@ class PredictionLog:
         except queue.Full:
             self.dropped += 1
             self._on_rows("dropped", 1)
-            logger.warning("prediction log queue full; dropped a row (%d so far)", self.dropped)
+            if self.dropped == 1 or self.dropped % 1000 == 0:  # not a line per request
+                logger.warning("prediction log queue full; dropped a row (%d so far)",
+                               self.dropped)  # fmt: skip
 
     def prune(self) -> int:
         """Delete rows older than the age cap and all but the newest `max_rows`; returns how
@@ -151,6 +195,15 @@ class PredictionLog:
         return rows
 
     def _run(self) -> None:
+        if not self._wait_until_open():
+            lost = 0
+            with contextlib.suppress(queue.Empty):  # drained, so close() can queue its stop
+                while True:
+                    lost += self._queue.get_nowait() is not _STOP
+            if lost:
+                self._on_rows("failed", lost)
+                logger.error("prediction log never opened; %d queued row(s) not written", lost)
+            return
         self._maybe_prune()
         while True:
             rows = self._batch()

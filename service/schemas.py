@@ -261,6 +261,12 @@ class Readiness(BaseModel):
     detail: str | None = Field(
         None, description="why a newer version is not served (e.g. refused), if one is not"
     )
+    prediction_log: Literal["logging", "opening", "off"] = Field(
+        "logging",
+        description="logging: served predictions are being written; opening: the log could "
+        "not be opened yet, rows wait in memory while it is retried (the service log says "
+        "why); off: the log's URL can never work",
+    )
 
 
 class ReloadResult(BaseModel):

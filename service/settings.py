@@ -68,6 +68,33 @@ class ServiceSettings(BaseSettings):
     retry_max_seconds: float = Field(
         60.0, gt=0, description="longest backoff between model load attempts"
     )
+    max_header_bytes: int = Field(
+        32_768,
+        ge=1024,
+        description="largest request head (request line and headers); larger is answered 431 "
+        "and the connection closed before the rest is read",
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="a request head must be complete this long after its first byte (or after "
+        "the connection opens); else 408 and the connection is closed",
+    )
+    keep_alive_seconds: float = Field(
+        5.0, gt=0, description="an idle keep-alive connection is closed after this long"
+    )
+    store_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="how long the tracking store may take to answer a poll before the service "
+        "counts it as unreachable (it then retries with backoff)",
+    )
+    startup_wait_seconds: float = Field(
+        15.0,
+        ge=0,
+        description="how long start-up waits for the first model before listening anyway "
+        "(/healthz 200, /readyz 503 until a model loads in the background)",
+    )
     torch_threads: int = Field(
         1,
         ge=1,

@@ -2,6 +2,12 @@
 
 The version table has its own name, so the log can share a database with MLflow, whose own
 migrations use `alembic_version`.
+
+All pending revisions run in one transaction, so a failure (a full disk, a lost connection)
+leaves the schema where it was, never half-applied: PostgreSQL and SQLite both roll DDL back.
+Python's sqlite3 driver would commit before each CREATE or ALTER, so SQLite migrations run on
+a connection that the migration itself begins (BEGIN IMMEDIATE: the write lock from the start,
+so two workers migrating at once queue instead of racing).
 """
 
 from __future__ import annotations
@@ -9,15 +15,17 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from forecaster.errors import PredictionLogError, first_line
 from forecaster.local_state import shown_url
@@ -79,7 +87,35 @@ def upgrade(engine: Engine, attempts: int = 3) -> str:
         raise PredictionLogError(f"prediction log {url}: {first_line(exc)}") from exc
 
 
+def _transactional(engine: Engine) -> Engine:
+    """An engine whose transactions cover DDL: for SQLite a separate one with the driver's own
+    transaction handling off and an explicit BEGIN; other databases as they are."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return engine
+    migrating = create_engine(engine.url, poolclass=NullPool)
+
+    @event.listens_for(migrating, "connect")
+    def _driver_autocommit(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(migrating, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return migrating
+
+
 def _upgrade(engine: Engine, attempts: int) -> str:
+    migrating = _transactional(engine)
+    try:
+        _upgrade_with(migrating, attempts)
+    finally:
+        if migrating is not engine:
+            migrating.dispose()
+    return current(engine) or ""
+
+
+def _upgrade_with(engine: Engine, attempts: int) -> None:
     for attempt in range(1, attempts + 1):
         try:
             with engine.begin() as conn:
@@ -98,4 +134,3 @@ def _upgrade(engine: Engine, attempts: int) -> str:
             logger.warning("prediction log migration failed (%s); retrying",
                            first_line(exc))  # fmt: skip
             time.sleep(0.2 * attempt)
-    return current(engine) or ""

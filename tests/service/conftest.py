@@ -83,3 +83,23 @@ def settings_for(registry: Registry, tmp_path: Path) -> Callable[..., ServiceSet
 def client(settings_for: Callable[..., ServiceSettings]) -> Iterator[TestClient]:
     with TestClient(create_app(settings_for()), raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+def assert_promtool_clean(exposition: str) -> None:
+    """`promtool check metrics` (Debian's prometheus package) finds nothing to say about an
+    exposition: no counter-like names on gauges, no missing help. Skipped where promtool is
+    not installed, a failure under CI (.ci/run installs it)."""
+    import os
+    import shutil
+    import subprocess
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("promtool not installed under CI (Debian package 'prometheus')")
+        pytest.skip("promtool not installed (Debian package 'prometheus')")
+    checked = subprocess.run([promtool, "check", "metrics"], input=exposition, text=True,
+                             capture_output=True, timeout=60)  # fmt: skip
+    said = checked.stdout + checked.stderr
+    assert checked.returncode == 0, said
+    assert not said.strip(), said

@@ -21,7 +21,7 @@ from forecaster.sources import SampleSource
 from service.main import create_app
 from service.prediction_log import read_log
 from service.settings import ServiceSettings
-from tests.service.conftest import API_KEY, Registry
+from tests.service.conftest import API_KEY, Registry, assert_promtool_clean
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,10 @@ def history_rows(n: int, end: str = "2018-12-31") -> list[dict[str, Any]]:
 
 def test_health_and_readiness(client: TestClient, registry: Registry) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    ready = client.get("/readyz")
+    deadline = time.monotonic() + 15  # the prediction log opens in its writer thread
+    while (ready := client.get("/readyz")).json().get("prediction_log") != "logging":
+        assert time.monotonic() < deadline, ready.json()
+        time.sleep(0.05)
     assert ready.status_code == 200
     assert ready.json() == {
         "status": "ready",
@@ -44,6 +47,7 @@ def test_health_and_readiness(client: TestClient, registry: Registry) -> None:
         "version": registry.result.model_version,
         "alias": "champion",
         "detail": None,
+        "prediction_log": "logging",
     }
 
 
@@ -365,6 +369,7 @@ def test_metrics_and_prediction_log(
     )
     assert f'forecaster_predictions_total{{model_version="{version}"}} 3.0' in text
     assert "forecaster_http_request_duration_seconds_bucket" in text
+    assert_promtool_clean(text)
     rows = read_log(settings.resolved_prediction_log_url())
     assert len(rows) == 3
     assert {r["ticker"] for r in rows} == {"^GSPC"}

@@ -143,6 +143,20 @@ def test_non_json_content_type_is_415(hostile_client: TestClient) -> None:
     assert "application/json" in response.json()["detail"]
 
 
+def test_a_compressed_body_is_415_not_invalid_json(hostile_client: TestClient) -> None:
+    import gzip
+
+    response = hostile_client.post(
+        "/v1/predictions",
+        content=gzip.compress(b'{"ticker": "^GSPC"}'),
+        headers={"content-type": "application/json", "content-encoding": "gzip"},
+    )
+    assert response.status_code == 415
+    assert response.json() == {
+        "detail": "content-encoding 'gzip' is not accepted; send the body uncompressed"
+    }
+
+
 def test_bodies_are_documented_in_openapi(hostile_client: TestClient) -> None:
     schema = hostile_client.get("/openapi.json").json()
     body = schema["paths"]["/v1/predictions"]["post"]["requestBody"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from tests.service.conftest import API_KEY, Registry
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FORECASTER = Path(sys.executable).parent / "forecaster"
+HEAD_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ def live(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "FORECASTER_API_KEY": API_KEY,
         "FORECASTER_RELOAD_INTERVAL_SECONDS": "0.5",
         "FORECASTER_PREDICTION_LOG_URL": f"sqlite:///{logs.parent / 'predictions.db'}",
+        "FORECASTER_HEADER_TIMEOUT_SECONDS": str(HEAD_TIMEOUT),
     }
     with logs.open("w") as out:
         process = subprocess.Popen(
@@ -267,6 +270,82 @@ def test_healthz_stays_fast_while_hostile_bodies_arrive(live: LiveServer) -> Non
     assert p99 < 0.050, f"/healthz p99 {p99 * 1000:.1f} ms under hostile load"
     assert statuses
     assert set(statuses) <= {413, 422}, sorted(set(statuses))
+
+
+def _connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    conn = socket.create_connection((host, int(port)), timeout=30)
+    return conn
+
+
+def _reply(conn: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    received = b""
+    while chunk := conn.recv(65536):
+        received += chunk
+    return received
+
+
+def test_a_huge_header_is_refused_before_it_is_read(live: LiveServer) -> None:
+    """64 MB of header: 431 once the head passes 32 KiB, and the connection is closed, so the
+    server neither buffers it nor stalls on it (before: 200 after 10 s, event loop frozen)."""
+    conn = _connect(live.url)
+    sent = 0
+    chunk = b"a" * 65536
+    with conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        try:
+            while sent < 64 * 2**20:
+                conn.sendall(chunk)
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            answer = _reply(conn)
+        except ConnectionResetError:  # closed with our unread bytes pending: the kernel resets
+            answer = b""
+    assert sent < 64 * 2**20, "the server read the whole 64 MB header"
+    if answer:
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+        assert b'{"detail":"request headers too large"}' in answer
+    assert httpx.get(f"{live.url}/healthz", timeout=5).status_code == 200
+
+
+def test_a_header_just_too_large_gets_431(live: LiveServer) -> None:
+    big = httpx.get(f"{live.url}/healthz", headers={"X-Big": "a" * 40_000}, timeout=10)
+    assert big.status_code == 431
+    assert big.json() == {"detail": "request headers too large"}
+    fine = httpx.get(f"{live.url}/healthz", headers={"X-Big": "a" * 20_000}, timeout=10)
+    assert fine.status_code == 200
+
+
+def test_slow_and_silent_connections_are_closed(live: LiveServer) -> None:
+    """A head sent a byte at a time gets 408 and a close after the head timeout; a connection
+    that sends nothing is closed; neither holds the server (before: held open forever)."""
+    slow = _connect(live.url)
+    silent = _connect(live.url)
+    with slow, silent:
+        start = time.monotonic()
+        slow.sendall(b"GET /healthz HTTP/1.1\r\n")
+        try:
+            for byte in b"Host: x\r\nX-Slow: " + b"a" * 100:
+                slow.sendall(bytes([byte]))
+                time.sleep(0.05)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = _reply(slow)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert _reply(silent) == b""
+        waited = time.monotonic() - start
+    assert HEAD_TIMEOUT <= waited < 30, waited
+
+
+def test_http11_without_host_is_400(live: LiveServer) -> None:
+    conn = _connect(live.url)
+    with conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+        answer = _reply(conn)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
 
 
 def test_no_traceback_in_the_server_log_after_hostile_clients(live: LiveServer) -> None:

@@ -18,7 +18,7 @@ from pipelines.cli import main
 from service.main import create_app
 from service.prediction_log import read_log
 from service.settings import ServiceSettings
-from tests.service.conftest import Registry
+from tests.service.conftest import Registry, assert_promtool_clean
 from tests.service.test_api import history_rows
 
 # As-of days in December 2018 whose next session is in the bundled sample, and 2018-12-31,
@@ -211,7 +211,8 @@ def test_the_service_reports_the_live_scores(
             f"{coverage}" in metrics
         )
         assert (
-            f'forecaster_live_resolved_total{{method="{method}",version="{version}"}} '
+            f'forecaster_live_resolved{{method="{method}",version="{version}"}} '
             f"{float(scored['resolved'])}" in metrics
         )
         assert f'forecaster_live_pinball{{method="{method}",version="{version}"}}' in metrics
+    assert_promtool_clean(metrics)  # before: forecaster_live_resolved_total, a gauge

@@ -232,3 +232,76 @@ def test_rows_are_written_in_batches_and_close_flushes_the_queue(tmp_path: Path)
     assert batches == [3, 1000, 500]
     ids = [r["request_id"] for r in read_log(url)]
     assert ids == [f"a{i}" for i in range(3)] + [f"r{i}" for i in range(1500)]
+
+
+# Runs the first migration of a fresh log with the file size capped, as a full disk would stop
+# it: SQLite's journal and database writes fail part-way through the revisions.
+_FULL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))
+from sqlalchemy import create_engine
+from forecaster.errors import PredictionLogError
+from forecaster.predlog.migrate import upgrade
+try:
+    upgrade(create_engine(sys.argv[1]))
+except PredictionLogError as exc:
+    print("failed:", exc)
+else:
+    print("migrated")
+"""
+
+
+def test_a_migration_cut_by_a_full_disk_leaves_nothing_half_applied(tmp_path: Path) -> None:
+    """Before: the tables created before the disk filled stayed, and every later start failed
+    with "table predictions already exists", so nothing was ever logged again."""
+    import subprocess
+    import sys
+
+    from sqlalchemy import create_engine, inspect
+
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    cut = subprocess.run([sys.executable, "-c", _FULL_DISK, url], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert cut.stdout.startswith("failed: "), cut.stdout + cut.stderr[-2000:]
+    engine = create_engine(url)
+    assert inspect(engine).get_table_names() == []  # rolled back, whatever it had reached
+    engine.dispose()
+    # Space is back: the service starts and logs every prediction.
+    log = PredictionLog(url)
+    log.start()
+    rows = [{**ROW, "request_id": f"r{i}"} for i in range(5)]
+    for row in rows:
+        log.record(row)
+    log.close()
+    assert [r["request_id"] for r in read_log(url)] == [r["request_id"] for r in rows]
+
+
+def test_a_log_that_cannot_open_yet_keeps_its_rows_and_opens_later(tmp_path: Path) -> None:
+    """The log's directory cannot be created at start-up (a file is in the way, as a volume
+    not mounted yet might be): rows wait in the queue, opening is retried, and once the way
+    is clear every row is written."""
+    blocker = tmp_path / "logs"
+    blocker.write_text("not a directory")
+    url = f"sqlite:///{blocker / 'predictions.db'}"
+    log = PredictionLog(url)
+    log.start()
+    for i in range(3):
+        log.record({**ROW, "request_id": f"r{i}"})
+    wait_for(lambda: log.error is not None)
+    assert log.status() == "opening"
+    blocker.unlink()
+    wait_for(lambda: log.ready)
+    assert log.status() == "logging"
+    log.close()
+    assert [r["request_id"] for r in read_log(url)] == ["r0", "r1", "r2"]
+
+
+def test_a_url_that_can_never_work_turns_logging_off_in_one_line(tmp_path: Path) -> None:
+    log = PredictionLog("nosuchdialect://x")
+    log.start()
+    log.record(ROW)
+    assert log.status() == "off"
+    assert log.error is not None
+    assert log.error.startswith("not a usable SQLAlchemy URL")
+    log.close()

@@ -19,6 +19,7 @@ from forecaster.config import load_config
 from forecaster.errors import RetrainError
 from pipelines.retrain import run_retrain
 from tests.conftest import free_port
+from tests.serve_process import ServeProcess, clean_env
 from tests.system.conftest import BIN, MlflowServer, Postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -222,3 +223,50 @@ def test_prediction_log_migrates_beside_mlflow_in_its_postgresql_database(
     engine.dispose()
     # MLflow still works on its database.
     assert api(mlflow_server, "experiments/search", max_results="10")["experiments"]
+
+
+def test_the_api_starts_before_its_tracking_server_and_rides_out_its_outages(
+    postgres: Postgres,
+    mlflow_server: MlflowServer,
+    retrained: dict,  # type: ignore[type-arg]
+    tmp_path: Path,
+) -> None:
+    """The API starts while its tracking server is down (a rollout where the API's container
+    comes up first): it listens at once, is not ready, says why without the URL's password,
+    becomes ready when the server comes up, and keeps serving through a later outage."""
+    store = MlflowServer(postgres.url, mlflow_server.artifacts, tmp_path / "store.log")
+    secret = "s3cret-pw"
+    env = clean_env(
+        FORECASTER_TRACKING_URI=f"http://forecaster:{secret}@127.0.0.1:{store.port}",
+        FORECASTER_DATA_DIR=retrained["data_dir"],
+        FORECASTER_PREDICTION_LOG_URL=f"sqlite:///{tmp_path / 'predictions.db'}",
+        FORECASTER_RETRY_MAX_SECONDS="0.5",
+        FORECASTER_RELOAD_INTERVAL_SECONDS="0.5",
+    )
+    try:
+        with ServeProcess(env, tmp_path / "serve.log") as api_process:
+            api_process.wait_for("/healthz", 200, within=60)
+            not_ready = httpx.get(f"{api_process.url}/readyz", timeout=5).json()["detail"]
+            assert not_ready == (
+                "stock-lstm@champion not available: tracking store unreachable; retrying"
+            )
+            store.start()
+            api_process.wait_for("/readyz", 200, within=120)
+            predict = {"json": {"ticker": "^GSPC"}, "timeout": 30}
+            served = httpx.post(f"{api_process.url}/v1/predictions", **predict)  # type: ignore[arg-type]
+            assert served.json()["model"]["version"] == retrained["model_version"]
+            store.stop()
+            time.sleep(2)  # several polls against the stopped server
+            during = httpx.post(f"{api_process.url}/v1/predictions", **predict)  # type: ignore[arg-type]
+            assert during.status_code == 200
+            ready = httpx.get(f"{api_process.url}/readyz", timeout=5).json()
+            assert ready["detail"].endswith("tracking store unreachable; retrying")
+            api_process.terminate()
+    finally:
+        store.stop()
+    output = api_process.output()
+    assert secret not in output
+    assert "Traceback" not in output
+    # One line per change of state: down, up (serving), down again.
+    assert output.count("not available: tracking store") == 2, output[-3000:]
+    assert "now serving stock-lstm v1" in output
