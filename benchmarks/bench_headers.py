@@ -135,8 +135,8 @@ def throughput(port: int) -> str:
                           f"http://127.0.0.1:{port}/healthz"],
                          capture_output=True, text=True, timeout=60).stdout  # fmt: skip
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    p50 = re.search(r"50%\s+(\S+)", out)
-    p99 = re.search(r"99%\s+(\S+)", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
     if not (rate and p50 and p99):
         return f"wrk gave no figures: {out[-200:]!r}"
     return f"{float(rate[1]):,.0f} req/s, p50 {p50[1]}, p99 {p99[1]}"

@@ -62,6 +62,18 @@ def _fmt(p: float) -> str:
     return "n/a" if math.isnan(p) else f"{p:.3g}"
 
 
+def _mean_ratio(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """Mean loss ratio, without numpy's divide-by-zero warning: inf when the baseline never
+    errs and we do, nan when neither errs (a series that never moves)."""
+    mine, base = float(np.mean(ours)), float(np.mean(theirs))
+    if base > 0:
+        return mine / base
+    return math.inf if mine > 0 else math.nan
+
+
+_NOTHING_TO_COMPARE = "; the baseline never erred, so there is nothing to compare"
+
+
 def decide(
     candidate: DayScores,
     naive: DayScores,
@@ -83,27 +95,29 @@ def decide(
         raise ValueError("candidate and naive scores must cover the same days")
     criteria = []
 
+    # No criterion passes on a ratio that is not finite.
     stat, p_better, _ = diebold_mariano(candidate.pinball, naive.pinball)
-    ratio = float(np.mean(candidate.pinball) / np.mean(naive.pinball))
+    ratio = _mean_ratio(candidate.pinball, naive.pinball)
     criteria.append(
         Criterion(
             "pinball_beats_naive",
-            p_better < config.dm_alpha,
+            math.isfinite(ratio) and p_better < config.dm_alpha,
             f"pinball ratio vs naive {ratio:.4f}, DM {stat:+.2f}, one-sided p {_fmt(p_better)} "
-            f"(needs < {config.dm_alpha})",
+            f"(needs < {config.dm_alpha})" + ("" if math.isfinite(ratio) else _NOTHING_TO_COMPARE),
         )
     )
 
     stat, _, p_worse = diebold_mariano(candidate.abs_error, naive.abs_error)
-    mae_ratio = float(np.mean(candidate.abs_error) / np.mean(naive.abs_error))
+    mae_ratio = _mean_ratio(candidate.abs_error, naive.abs_error)
     # A NaN p (identical errors) cannot show the point forecast is worse.
-    not_worse = math.isnan(p_worse) or p_worse >= config.dm_alpha
+    not_worse = math.isfinite(mae_ratio) and (math.isnan(p_worse) or p_worse >= config.dm_alpha)
     criteria.append(
         Criterion(
             "point_not_worse_than_persistence",
             not_worse,
             f"MAE ratio vs naive {mae_ratio:.4f}, one-sided p(worse) {_fmt(p_worse)} "
-            f"(needs >= {config.dm_alpha})",
+            f"(needs >= {config.dm_alpha})"
+            + ("" if math.isfinite(mae_ratio) else _NOTHING_TO_COMPARE),
         )
     )
 

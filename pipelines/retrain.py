@@ -175,6 +175,13 @@ def validate(data: Ingested, config: ForecasterConfig) -> Validated:
                 f"{ticker}: {len(frame)} rows; retraining needs at least {needed} for "
                 "train, validation and test windows"
             )
+        returns = np.diff(np.log(frame["close"].to_numpy(dtype=np.float64)))
+        if not np.std(returns) > 1e-12:
+            raise DataValidationError(
+                f"{ticker}: the close's daily log returns never vary over its {len(frame)} "
+                "rows (a constant or steadily trending price); there is no distribution to "
+                "learn or forecast, so it is not trained on"
+            )
     last_date = max(frame.index[-1] for frame in data.frames.values())
     name = config.tracking.model_name
     champion = alias_version(name, CHAMPION)

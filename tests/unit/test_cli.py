@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pipelines.cli import main
@@ -91,11 +92,15 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 def hostile_files(tmp_path: Path) -> dict[str, Path]:
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(bytes(range(256)) * 4)
-    return {"binary": binary, "dir": tmp_path, "data": tmp_path / "data"}
+    flat = tmp_path / "FLAT.csv"  # 300 trading days at one price: nothing to learn
+    days = pd.bdate_range("2020-01-01", periods=300)
+    flat.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n"
+                    + "".join(f"{d.date()},10,10,10,10,10,1000\n" for d in days))  # fmt: skip
+    return {"binary": binary, "dir": tmp_path, "data": tmp_path / "data", "flat": flat}
 
 
 # Invocations a user can get wrong. Each must end in one `forecaster: error:` line (exit 1) or a
-# usage message (exit 2), never a traceback. {binary}, {dir} and {data} are files made per test.
+# usage message (exit 2), never a traceback. {binary}, {dir}, {data} and {flat} are made per test.
 HOSTILE_CLI = [
     (["data", "--source", "yahoo", "--ticker", ""], 1, "'' is not a ticker symbol"),
     (["data", "--source", "yahoo", "--ticker", "../../etc/passwd"], 1, "is not a ticker symbol"),
@@ -109,6 +114,7 @@ HOSTILE_CLI = [
     (["predict", "--data-dir", "{data}", "--model-uri", "http://127.0.0.1:1/x"], 1, "cannot load model http://127.0.0.1:1/x"),
     (["predict", "--data-dir", "{data}", "--model-uri", "models:/nope/1"], 1, "cannot load model models:/nope/1"),
     (["train", "--data-dir", "{data}", "--set", "training.accelerator=gpu"], 1, "the champion was not changed"),
+    (["train", "--data-dir", "{data}", "--csv", "{flat}"], 1, "FLAT: the close's daily log returns never vary over its 300 rows"),
     (["serve", "--config", "{binary}"], 1, "not a text (UTF-8) YAML file"),
     (["monitor", "--data-dir", "{data}", "--log-url", "nonsense"], 1, "prediction log nonsense: not a usable SQLAlchemy URL"),
     (["monitor", "--data-dir", "{data}", "--log-url", "sqlite:///{binary}"], 1, "file is not a database"),

@@ -107,3 +107,22 @@ def test_scores_on_different_days_are_an_error() -> None:
     short = DayScores(NAIVE_PINBALL[:-1], NAIVE_ERRORS[:-1], {})
     with pytest.raises(ValueError, match="same days"):
         decide(short, NAIVE, None)
+
+
+@pytest.mark.filterwarnings("error")  # no numpy warning may reach a user
+def test_a_baseline_that_never_errs_passes_no_ratio_criterion() -> None:
+    """A constant-price series: persistence is exact every day. Before, the MAE ratio was inf
+    and point_not_worse_than_persistence passed (identical constant errors give no DM p)."""
+    flat = DayScores(np.zeros(N), np.zeros(N), {c: calibrated(c) for c in (0.5, 0.8, 0.9)})
+    constant_miss = DayScores(np.full(N, 0.01), np.full(N, 0.5), flat.violations)
+    decision = decide(constant_miss, flat, None)
+    passed = by_name(decision)
+    assert passed["pinball_beats_naive"] is False
+    assert passed["point_not_worse_than_persistence"] is False
+    assert decision.promoted is False
+    assert "MAE ratio vs naive inf" in decision.reason
+    assert "the baseline never erred, so there is nothing to compare" in decision.reason
+    # Neither errs at all: the ratios are nan, and still nothing passes on them.
+    both = by_name(decide(flat, flat, None))
+    assert both["pinball_beats_naive"] is False
+    assert both["point_not_worse_than_persistence"] is False
