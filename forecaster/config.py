@@ -232,6 +232,13 @@ class TrainingConfig(FrozenModel):
         "auto", min_length=1, description="Lightning strategy: auto, ddp, fsdp, ..."
     )
     num_nodes: int = Field(1, ge=1, description="machines that train one network together")
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch intra-op threads per training process; null: the cores this "
+        "process may use (its CPU set), shared among CPU `devices`. Set it where training "
+        "shares a machine (the compose scheduler and tuners use 1)",
+    )
     ridge_alphas: tuple[float, ...] = Field(
         (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0),
         min_length=1,

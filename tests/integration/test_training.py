@@ -10,6 +10,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+import torch
 from mlflow import MlflowClient
 
 from forecaster.config import ForecasterConfig
@@ -30,8 +31,13 @@ def trained(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[ForecasterConfig, RetrainResult]:
     # Two ensemble members, so registering, serving and re-scoring cover the ensemble layout.
-    config = tiny_config(tmp_path_factory.mktemp("train") / "data", "model.ensemble_size=2")
-    return config, run_retrain(config, force=True, name="train")
+    config = tiny_config(tmp_path_factory.mktemp("train") / "data", "model.ensemble_size=2",
+                         "training.torch_threads=1")  # fmt: skip
+    callers = torch.get_num_threads()
+    result = run_retrain(config, force=True, name="train")
+    # Training ran on its configured thread count and handed the caller's setting back.
+    assert torch.get_num_threads() == callers
+    return config, result
 
 
 def step_run(config: ForecasterConfig, parent: str, step: str) -> mlflow.entities.Run:
