@@ -41,6 +41,7 @@ from forecaster.gate import (
 )
 from forecaster.inference import quantile_column
 from forecaster.progress import bar
+from forecaster.quantile_forecast import to_prices
 from forecaster.sources import load_frames
 from forecaster.splits import walk_forward_folds
 from forecaster.train import TrainedModel
@@ -224,7 +225,7 @@ def write_predictions(path: Path, test: Windows, q: np.ndarray, levels: tuple[fl
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
             writer = csv.writer(out)
             writer.writerow([*PREDICTION_COLUMNS, *(quantile_column(lv) for lv in levels)])
-            prices = test.last_close[:, None] * np.exp(q)
+            prices = to_prices(test.last_close, q)
             for i in range(len(test)):
                 writer.writerow(
                     [

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from forecaster.scores import interval_columns
+from forecaster.levels import interval_columns
 
 # A factor is kept within these bounds: one extreme window of errors must not collapse a band
 # to its median or blow it up.

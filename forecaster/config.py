@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Self, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from forecaster import levels
 from forecaster.errors import ConfigError
 
 SourceName = Literal["sample", "csv", "yahoo"]
@@ -178,19 +179,19 @@ class ModelConfig(FrozenModel):
         q = self.quantiles
         if any(not 0 < level < 1 for level in q) or any(b <= a for a, b in itertools.pairwise(q)):
             raise ValueError(f"quantiles must be strictly increasing in (0, 1), got {list(q)}")
-        if not any(abs(level - 0.5) < 1e-9 for level in q):
+        if not levels.has(q, 0.5):
             raise ValueError("quantiles must include the median 0.5 (the point forecast)")
         for coverage in self.intervals:
-            tail = round((1.0 - coverage) / 2.0, 9)
-            if not all(any(abs(level - t) < 1e-9 for level in q) for t in (tail, 1.0 - tail)):
-                raise ValueError(f"interval {coverage} needs quantiles {tail:g} and {1.0 - tail:g}")
+            tail, top = levels.interval_tails(coverage)
+            if not (levels.has(q, tail) and levels.has(q, top)):
+                raise ValueError(f"interval {coverage} needs quantiles {tail:g} and {top:g}")
         window = self.calibration_window
         if window is not None and self.calibration_min_days > window:
             raise ValueError(
                 f"calibration_min_days {self.calibration_min_days} exceeds calibration_window "
                 f"{window}"
             )
-        if not any(abs(self.interval_level - c) < 1e-9 for c in self.intervals):
+        if not levels.has(self.intervals, self.interval_level):
             raise ValueError(
                 f"interval_level {self.interval_level} must be one of intervals "
                 f"{list(self.intervals)}"

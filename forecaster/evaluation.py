@@ -21,6 +21,8 @@ from scipy import stats
 
 from forecaster import scores
 from forecaster.config import level_key
+from forecaster.levels import interval_columns
+from forecaster.levels import median_index as level_median
 from forecaster.windows import Windows
 
 MODEL = "model"
@@ -93,7 +95,7 @@ def score_forecast(
     per_interval: dict[float, IntervalScores] = {}
     day_violations: dict[float, np.ndarray] = {}
     for coverage in intervals:
-        lo, hi = scores.interval_columns(levels, coverage)
+        lo, hi = interval_columns(levels, coverage)
         hits = scores.violations(q[:, lo], q[:, hi], y)
         day_violations[coverage] = hits
         per_interval[coverage] = IntervalScores(
@@ -312,7 +314,7 @@ def evaluate(
     if MODEL not in forecasts:
         raise ValueError(f"forecasts must include '{MODEL}', got {list(forecasts)}")
     levels = tuple(float(v) for v in levels)
-    median_index = min(range(len(levels)), key=lambda i: abs(levels[i] - 0.5))
+    median_index = level_median(levels)
     return Evaluation(
         windows=windows,
         levels=levels,

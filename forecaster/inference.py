@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -40,7 +38,9 @@ from forecaster.fallback import (
 from forecaster.features import warmup_rows
 from forecaster.forward import predict_quantiles
 from forecaster.gate import GARCH_METHOD, LSTM, NAIVE_METHOD, Route
+from forecaster.levels import interval_columns, median_index
 from forecaster.model.network import LSTMQuantileNet, combine
+from forecaster.quantile_forecast import implied_volatility, to_prices
 from forecaster.scaling import FeatureScaler
 from forecaster.schemas import (
     CLOSE,
@@ -68,23 +68,6 @@ ARTIFACTS = {"bundle": f"artifacts/{BUNDLE_FILE}", "weights": f"artifacts/{WEIGH
 def quantile_column(level: float) -> str:
     """Output column of one quantile's log return: 0.05 -> 'q0.05'."""
     return f"q{level_key(level)}"
-
-
-def implied_volatility(q: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
-    """Normal-equivalent one-day standard deviation of the log return implied by the quantile
-    spread: the mean over symmetric level pairs of (q_hi - q_lo) / (2 z_hi)."""
-    pairs = [
-        (i, j)
-        for i, lo in enumerate(levels)
-        for j, hi in enumerate(levels)
-        if lo < 0.5 and math.isclose(lo + hi, 1.0, abs_tol=1e-9)
-    ]
-    if not pairs:
-        return np.full(len(q), np.nan)
-    normal = NormalDist()
-    estimates = [(q[:, j] - q[:, i]) / (2 * normal.inv_cdf(levels[j])) for i, j in pairs]
-    volatility: np.ndarray = np.mean(estimates, axis=0)
-    return volatility
 
 
 @dataclass(frozen=True)
@@ -129,7 +112,7 @@ class ModelBundle:
 
     @property
     def median_index(self) -> int:
-        return min(range(len(self.quantiles)), key=lambda i: abs(self.quantiles[i] - 0.5))
+        return median_index(self.quantiles)
 
     @property
     def served_intervals(self) -> tuple[float, ...]:
@@ -137,10 +120,7 @@ class ModelBundle:
         return self.intervals or (self.interval_level,)
 
     def interval_columns(self, coverage: float) -> tuple[int, int]:
-        tail = (1.0 - coverage) / 2.0
-        lo = min(range(len(self.quantiles)), key=lambda i: abs(self.quantiles[i] - tail))
-        hi = min(range(len(self.quantiles)), key=lambda i: abs(self.quantiles[i] - 1 + tail))
-        return lo, hi
+        return interval_columns(self.quantiles, coverage)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -463,14 +443,15 @@ class Forecaster:
         bundle = self.bundle
         lo, hi = bundle.interval_columns(bundle.interval_level)
         lower, median, upper = q[:, lo], q[:, bundle.median_index], q[:, hi]
+        prices = to_prices(last_close, q)
         columns = {
             "ticker": ticker,
             "as_of": as_of.to_numpy(dtype="datetime64[ns]"),
             "last_close": last_close,
             "predicted_return": median,
-            "predicted_close": last_close * np.exp(median),
-            "lower": last_close * np.exp(lower),
-            "upper": last_close * np.exp(upper),
+            "predicted_close": prices[:, bundle.median_index],
+            "lower": prices[:, lo],
+            "upper": prices[:, hi],
             "lower_return": lower,
             "upper_return": upper,
             "interval_level": bundle.interval_level,

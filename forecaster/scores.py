@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+from forecaster.levels import interval_columns as interval_columns  # re-exported
+
 
 def _levels(levels: Sequence[float]) -> np.ndarray:
     array = np.asarray(levels, dtype=np.float64)
@@ -57,20 +59,6 @@ def crps_per_day(q: np.ndarray, y: np.ndarray, levels: Sequence[float]) -> np.nd
     """CRPS approximated from the quantiles (2 x weighted pinball), one value per day."""
     per_day: np.ndarray = 2.0 * pinball(q, y, levels) @ crps_weights(levels)
     return per_day
-
-
-def interval_columns(levels: Sequence[float], coverage: float) -> tuple[int, int]:
-    """Column indices of the central interval's lower and upper quantile among `levels`."""
-    tau = _levels(levels)
-    tail = (1.0 - coverage) / 2.0
-    lo = np.flatnonzero(np.isclose(tau, tail, atol=1e-9))
-    hi = np.flatnonzero(np.isclose(tau, 1.0 - tail, atol=1e-9))
-    if len(lo) != 1 or len(hi) != 1:
-        raise ValueError(
-            f"a {coverage:.0%} interval needs the levels {tail:g} and {1 - tail:g}; "
-            f"levels are {[float(t) for t in tau]}"
-        )
-    return int(lo[0]), int(hi[0])
 
 
 def violations(lower: np.ndarray, upper: np.ndarray, y: np.ndarray) -> np.ndarray:

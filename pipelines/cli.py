@@ -371,6 +371,10 @@ def cmd_serve(args: argparse.Namespace, config: ForecasterConfig | None) -> int:
     logging.getLogger("uvicorn.error").addFilter(_OneLineStartupFailure())
     # Model files are fetched on every hot reload: no progress bars in a server's log.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # The service retries the store itself, with its own backoff: a call cut by an outage
+    # should fail at once, not sit in MLflow's own retries (7, about 250 s) holding a reload.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     # Several workers count in prometheus_client's multiprocess files, in a directory that
     # must start empty and is removed afterwards (unless the caller chose one).
     own_dir = None

@@ -32,6 +32,7 @@ from forecaster import scores
 from forecaster.config import ForecasterConfig, level_key
 from forecaster.errors import DataError, PredictionLogError, TrackingError, first_line
 from forecaster.forecasters.naive import MIN_RETURNS, empirical_quantiles
+from forecaster.levels import interval_columns
 from forecaster.local_state import prediction_log, shown_url
 from forecaster.predlog.migrate import open_log
 from forecaster.predlog.schema import (
@@ -112,7 +113,7 @@ def window_scores(rows: Sequence[Resolved]) -> dict[str, Any]:
         )
     for coverage in INTERVALS:
         try:
-            lo, hi = scores.interval_columns(levels, coverage)
+            lo, hi = interval_columns(levels, coverage)
         except ValueError:
             continue  # the model did not serve this interval
         hits = scores.violations(q[:, lo], q[:, hi], y)

@@ -9,9 +9,7 @@ day in the request, and logs the forecasts itself.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -24,12 +22,14 @@ from sqlalchemy import insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from forecaster.calendar import TradingCalendar
-from forecaster.config import ForecasterConfig, level_key
+from forecaster.config import ForecasterConfig
 from forecaster.errors import DataError, PredictionLogError, ServiceRequestError, first_line
 from forecaster.gate import LSTM
+from forecaster.inference import quantile_column
 from forecaster.local_state import shown_url
 from forecaster.predlog.migrate import open_log
 from forecaster.predlog.schema import predictions
+from forecaster.quantile_forecast import QuantileForecast
 from forecaster.registry import CHAMPION, load_registered
 from forecaster.schemas import CLOSE, OHLCV_COLUMNS
 from forecaster.sources import load_frames
@@ -98,32 +98,24 @@ def run_replay(
                 ticker, as_of, chosen["last_close"].to_numpy(),
                 np.stack([f.quantiles for f in served]),
             )  # fmt: skip
-        levels = forecaster.bundle.quantiles
+        bundle = forecaster.bundle
+        columns = [quantile_column(lv) for lv in bundle.quantiles]
         for row in chosen.to_dict("records"):
             as_of = pd.Timestamp(row["as_of"]).date()
-            last = float(row["last_close"])
-            quantiles = {
-                level_key(lv): last * math.exp(float(row[f"q{level_key(lv)}"])) for lv in levels
-            }
+            forecast = QuantileForecast(
+                bundle.quantiles, np.array([float(row[c]) for c in columns]),
+                float(row["last_close"]), as_of, calendar.next_session(as_of),
+            )  # fmt: skip
             records.append(
                 {
                     "created_at": now,
                     "request_id": f"replay-{uuid.uuid4().hex[:16]}",
                     "ticker": ticker,
-                    "as_of": as_of,
-                    "target_date": calendar.next_session(as_of),
                     "model_name": name,
                     "model_version": version,
-                    "predicted_close": float(row["predicted_close"]),
-                    "predicted_return": float(row["predicted_return"]),
-                    "lower": float(row["lower"]),
-                    "upper": float(row["upper"]),
-                    "interval_level": float(row["interval_level"]),
-                    "last_close": last,
                     "history_source": "replay",
-                    "quantiles": json.dumps(quantiles),
-                    "volatility": float(row["volatility"]),
                     "method": method,
+                    **forecast.log_row(bundle.interval_level),
                 }
             )
         per_ticker[ticker] = len(chosen)

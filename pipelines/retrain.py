@@ -42,6 +42,7 @@ from forecaster.forecasters import QuantileForecaster
 from forecaster.forecasters.lstm import LSTMForecaster
 from forecaster.gate import ChampionScores, Decision, Route, decide
 from forecaster.inference import Forecaster, ModelBundle
+from forecaster.levels import shared
 from forecaster.registry import (
     CHAMPION,
     alias_version,
@@ -217,8 +218,7 @@ def _champion_scores(
         levels, q = model_quantiles(uri, data.frames, ev.windows)
     except (MlflowException, TrackingError, OSError, ValueError, KeyError) as exc:
         return ChampionScores(version, error=first_line(exc))
-    ours = [i for i, lv in enumerate(ev.levels) if any(abs(lv - t) < 1e-9 for t in levels)]
-    theirs = [i for i, lv in enumerate(levels) if any(abs(lv - t) < 1e-9 for t in ev.levels)]
+    ours, theirs = shared(ev.levels, levels)
     if not ours:
         return ChampionScores(version, error="it shares no quantile level with the candidate")
     w = ev.windows

@@ -19,8 +19,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import mlflow
+from apscheduler.events import EVENT_SCHEDULER_STARTED, SchedulerEvent
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from mlflow.exceptions import MlflowException
@@ -120,12 +121,18 @@ def run_forever(config: ForecasterConfig) -> None:
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         _event("scheduler.stop", signal=signal.Signals(signum).name)
+        if scheduler.state == STATE_STOPPED:  # a signal before start() finished: nothing runs
+            raise SystemExit(0)
         scheduler.shutdown(wait=True)
 
+    def started(_: SchedulerEvent) -> None:
+        # Said once the scheduler runs (a stop from here on is a clean shutdown), not before.
+        now = datetime.now(ZoneInfo(config.schedule.timezone))
+        next_run = cron_trigger(config.schedule).get_next_fire_time(None, now)
+        _event("scheduler.start", cron=config.schedule.cron, timezone=config.schedule.timezone,
+               next_run=next_run)  # fmt: skip
+
+    scheduler.add_listener(started, EVENT_SCHEDULER_STARTED)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    now = datetime.now(ZoneInfo(config.schedule.timezone))
-    next_run = cron_trigger(config.schedule).get_next_fire_time(None, now)
-    _event("scheduler.start", cron=config.schedule.cron, timezone=config.schedule.timezone,
-           next_run=next_run)  # fmt: skip
     scheduler.start()

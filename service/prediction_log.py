@@ -79,11 +79,13 @@ class PredictionLog:
         self._next_prune = 0.0
         self.dropped = 0
         self.ready = False  # migrated and taking rows
+        self._first_try = threading.Event()
         self.error: str | None = None  # why not, while it is not
 
-    def start(self) -> None:
-        """Start the writer, which opens the log. A URL that can never work (not SQLAlchemy,
-        no driver) is logged and logging is off; anything else is retried."""
+    def start(self, wait: float = 5.0) -> None:
+        """Start the writer, which opens the log, and give its first try up to `wait` seconds
+        (a local log is open before the first request). A URL that can never work (not
+        SQLAlchemy, no driver) is logged and logging is off; anything else is retried."""
         try:
             self._engine = create_engine(self.url)
         except (ArgumentError, ValueError, ImportError) as exc:
@@ -97,6 +99,7 @@ class PredictionLog:
             event.listen(self._engine, "connect", _sqlite_pragmas)
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
+        self._first_try.wait(wait)
 
     def status(self) -> Literal["logging", "opening", "off"]:
         """logging, opening (retrying) or off (a URL that can never work), for /readyz."""
@@ -129,10 +132,13 @@ class PredictionLog:
         """Open the log, retrying with backoff; False if a stop came first (and the last try
         at stopping failed too)."""
         delay = 1.0
-        while not self._open():
+        opened = self._open()
+        self._first_try.set()
+        while not opened:
             if self._stopping.wait(delay):
                 return self._open()
             delay = min(2 * delay, MAX_OPEN_BACKOFF)
+            opened = self._open()
         return True
 
     def record(self, row: dict[str, Any]) -> None:

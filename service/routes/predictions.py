@@ -2,9 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
-import math
 from typing import Annotated, Any
 
 import numpy as np
@@ -15,7 +13,7 @@ from forecaster.calibration import Calibration
 from forecaster.config import level_key
 from forecaster.errors import DataValidationError, SourceUnavailableError, TickerNotFoundError
 from forecaster.gate import GARCH_METHOD, LSTM
-from forecaster.inference import implied_volatility
+from forecaster.quantile_forecast import QuantileForecast
 from forecaster.schemas import DATE, OHLCV_COLUMNS
 from service.body import body_openapi
 from service.client_history import check_history, history_warnings
@@ -215,32 +213,29 @@ async def predict_one(
         prepared = await _client_forecast(state, model, body, body.history)
         source = "request"
     bundle = model.forecaster.bundle
-    q = prepared.quantiles
-    try:
-        prices = [prepared.last_close * math.exp(float(r)) for r in q]
-    except OverflowError:
-        prices = [math.inf]
-    if not all(math.isfinite(v) for v in (*prices, *q.tolist())):
+    forecast = QuantileForecast(bundle.quantiles, prepared.quantiles, prepared.last_close,
+                                prepared.as_of.date(),
+                                state.calendar.next_session(prepared.as_of))  # fmt: skip
+    if not forecast.is_finite():
         raise HTTPException(
             status_code=422,
             detail="this history gives a non-finite forecast; check its prices and volumes",
         )
     intervals = {}
     for coverage in bundle.served_intervals:
-        lo, hi = bundle.interval_columns(coverage)
-        intervals[level_key(coverage)] = Interval(lower=prices[lo], upper=prices[hi],
-                                                  level=coverage)  # fmt: skip
+        lower, upper = forecast.interval(coverage)
+        intervals[level_key(coverage)] = Interval(lower=lower, upper=upper, level=coverage)
     response = PredictionResponse(
         ticker=body.ticker,
-        as_of=prepared.as_of.date(),
-        target_date=state.calendar.next_session(prepared.as_of),
-        last_close=prepared.last_close,
-        predicted_close=prices[bundle.median_index],
-        predicted_return=float(q[bundle.median_index]),
+        as_of=forecast.as_of,
+        target_date=forecast.target_date,
+        last_close=forecast.last_close,
+        predicted_close=forecast.median,
+        predicted_return=forecast.median_return,
         interval=intervals[level_key(bundle.interval_level)],
-        quantiles={level_key(lv): prices[i] for i, lv in enumerate(bundle.quantiles)},
+        quantiles=forecast.price_quantiles(),
         intervals=intervals,
-        volatility=float(implied_volatility(q[None, :], bundle.quantiles)[0]),
+        volatility=forecast.volatility,
         model=ModelRef(name=model.name, version=model.version, run_id=model.run_id),
         history_source=source,
         method=prepared.method,
@@ -253,20 +248,11 @@ async def predict_one(
         {
             "request_id": request_id,
             "ticker": response.ticker,
-            "as_of": response.as_of,
-            "target_date": response.target_date,
             "model_name": model.name,
             "model_version": model.version,
-            "predicted_close": response.predicted_close,
-            "predicted_return": response.predicted_return,
-            "lower": response.interval.lower,
-            "upper": response.interval.upper,
-            "interval_level": response.interval.level,
-            "last_close": response.last_close,
             "history_source": source,
-            "quantiles": json.dumps(response.quantiles),
-            "volatility": response.volatility,
             "method": response.method,
+            **forecast.log_row(bundle.interval_level),
         }
     )
     return response
