@@ -61,8 +61,8 @@ def load_version(
 
     MLflow's own loader would first run the code stored with the model; whoever can write to
     the registry could then run code wherever it loads. Only two files are read here, and the
-    weights with torch's weights-only loader. Raises MlflowException, OSError or
-    ModelFormatError.
+    weights with torch's weights-only loader. Raises MlflowException, OSError, TrackingError
+    (a file that cannot be read, named) or ModelFormatError.
     """
     # The version's artifact location, resolved with this client's registry (models:/ URIs
     # would be resolved against MLflow's process-wide registry URI instead).
@@ -70,8 +70,18 @@ def load_version(
     where = f"{name} v{version}"
 
     def fetch(path: str, directory: str) -> Path:
-        return Path(download_artifacts(artifact_uri=f"{root}/{path}", dst_path=directory,
-                                       tracking_uri=tracking_uri))  # fmt: skip
+        try:
+            return Path(download_artifacts(artifact_uri=f"{root}/{path}", dst_path=directory,
+                                           tracking_uri=tracking_uri))  # fmt: skip
+        except MlflowException as exc:
+            # MLflow's message opens with the artifact root and a colon and names the file and
+            # the reason on later lines: keep the reason, name the file.
+            lines = str(exc.message).splitlines()
+            reasons = [x for x in lines if x.strip() and not x.startswith(("#####", "The "))]
+            reason = reasons[-1] if reasons else first_line(exc)
+            raise TrackingError(
+                f"{where}: cannot read its {path}: {redact(reason, tracking_uri)}"
+            ) from exc
 
     with tempfile.TemporaryDirectory(prefix="forecaster-model-") as tmp:
         metadata = yaml.safe_load(fetch("MLmodel", tmp).read_text(encoding="utf-8"))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader
 
 from service.model_store import LoadedModel
 from service.state import ServiceState
@@ -36,8 +37,15 @@ async def get_model(state: State) -> LoadedModel:
 Model = Annotated[LoadedModel, Depends(get_model)]
 
 
+# Declared as a security scheme so the OpenAPI document says which operations need the key
+# (clients and fuzzers read it there); checked below, not by FastAPI, for the messages.
+ADMIN_KEY = APIKeyHeader(
+    name="X-API-Key", scheme_name="AdminKey", description="admin API key", auto_error=False
+)
+
+
 async def require_api_key(
-    state: State, x_api_key: Annotated[str | None, Header(description="admin API key")] = None
+    state: State, x_api_key: Annotated[str | None, Security(ADMIN_KEY)] = None
 ) -> None:
     configured = state.settings.api_key
     if configured is None:

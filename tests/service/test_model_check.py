@@ -101,3 +101,29 @@ def test_a_foreign_model_is_refused_without_running_its_code(
         assert 'forecaster_model_reloads_total{outcome="failed"} 1.0' in metrics
     finally:
         registry.promote(original)
+
+
+def test_a_version_missing_its_weights_is_named_by_file_and_the_old_one_keeps_serving(
+    client: TestClient, registry: Registry, tmp_path: Path
+) -> None:
+    original = registry.result.model_version
+    copied = Path(mlflow.artifacts.download_artifacts(str(registry.result.model_uri),
+                                                      dst_path=str(tmp_path)))  # fmt: skip
+    (copied / "artifacts" / "network.pt").unlink()
+    broken = registry.new_version(source=str(copied))
+    try:
+        registry.promote(broken)
+        reload = client.post("/v1/admin/reload", headers={"X-API-Key": API_KEY}).json()
+        assert reload["swapped"] is False
+        assert reload["version"] == original
+        # The admin sees which file; MLflow's own message stopped at the artifact root's colon.
+        assert f"stock-lstm v{broken}: cannot read its artifacts/network.pt: " in reload["detail"]
+        assert "No such artifact" in reload["detail"]
+        ready = client.get("/readyz").json()
+        assert ready["detail"] == (
+            f"loading stock-lstm v{broken} failed: its files could not be read; retrying"
+        )
+        served = client.post("/v1/predictions", json={"ticker": "^GSPC"})
+        assert served.json()["model"]["version"] == original
+    finally:
+        registry.promote(original)
