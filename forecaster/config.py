@@ -283,6 +283,40 @@ class EvaluationConfig(FrozenModel):
     )
 
 
+class MonitoringConfig(FrozenModel):
+    """How `forecaster monitor` scores served forecasts and when their record calls for a
+    retrain."""
+
+    windows: tuple[int, ...] = Field(
+        (20, 60, 250), min_length=1, description="last N resolved forecasts each scored over"
+    )
+    headline_window: int = Field(
+        250,
+        ge=1,
+        description="the window the headline figures, tags and gauges report (one of windows)",
+    )
+    drift_window: int = Field(
+        60, ge=1, description="the drift rule judges this window once it is full (one of windows)"
+    )
+    drift_interval: float = Field(
+        0.8, gt=0, lt=1, description="the served interval whose coverage the drift rule tests"
+    )
+    drift_kupiec_alpha: float = Field(
+        0.01, gt=0, lt=1, description="drift: that interval fails Kupiec's test at this level"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        for name in ("headline_window", "drift_window"):
+            if getattr(self, name) not in self.windows:
+                raise ValueError(
+                    f"{name} {getattr(self, name)} must be one of windows {list(self.windows)}"
+                )
+        if len(set(self.windows)) != len(self.windows):
+            raise ValueError(f"windows {list(self.windows)} repeat a window")
+        return self
+
+
 class TrackingConfig(FrozenModel):
     """MLflow tracking and registry. The URI comes from here, else MLFLOW_TRACKING_URI, else a
     local SQLite store in data_dir."""
@@ -423,6 +457,7 @@ class ForecasterConfig(FrozenModel):
     evaluation: EvaluationConfig = EvaluationConfig()
     tracking: TrackingConfig = TrackingConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     tuning: TuningConfig = TuningConfig()
 
     @model_validator(mode="after")

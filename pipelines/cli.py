@@ -178,8 +178,8 @@ def cmd_tune(args: argparse.Namespace, config: ForecasterConfig) -> int:
 def cmd_monitor(args: argparse.Namespace, config: ForecasterConfig) -> int:
     from pipelines.monitor import monitor_text, run_monitor
 
-    payload = run_monitor(config, args.log_url)
-    _emit(args, payload, monitor_text(payload))
+    result = run_monitor(config, args.log_url)
+    _emit(args, result.to_dict(), monitor_text(result))
     return 0
 
 

@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
-from sqlalchemy import insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from forecaster.calendar import TradingCalendar
@@ -27,8 +26,8 @@ from forecaster.errors import DataError, PredictionLogError, ServiceRequestError
 from forecaster.gate import LSTM
 from forecaster.inference import quantile_column
 from forecaster.local_state import shown_url
+from forecaster.predlog import repository
 from forecaster.predlog.migrate import open_log
-from forecaster.predlog.schema import predictions
 from forecaster.quantile_forecast import QuantileForecast
 from forecaster.registry import CHAMPION, load_registered
 from forecaster.schemas import CLOSE, OHLCV_COLUMNS
@@ -125,7 +124,7 @@ def run_replay(
     engine = open_log(url)
     try:
         with engine.begin() as conn:  # all or nothing: no half-replayed range
-            conn.execute(insert(predictions), records)
+            repository.append(conn, records)
     except SQLAlchemyError as exc:
         raise PredictionLogError(f"prediction log {shown_url(url)}: {first_line(exc)}") from exc
     finally:

@@ -59,18 +59,15 @@ def drift_check(config: ForecasterConfig) -> str | None:
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         return None  # nothing served yet
     try:
-        payload = run_monitor(config, url)
+        result = run_monitor(config, url)
         mlflow.set_tracking_uri(resolve_tracking_uri(config))
         champion = alias_version(config.tracking.model_name, CHAMPION)
     except (ForecasterError, SQLAlchemyError, MlflowException) as exc:
         _event("monitor.failed", error=first_line(exc))
         return None
-    _event("monitor.finish", resolved_total=payload["resolved_total"],
-           newly_resolved=payload["newly_resolved"], champion=champion)  # fmt: skip
-    for report in payload["versions"]:
-        if report["model_version"] == champion and report["drift_reason"]:
-            return str(report["drift_reason"])
-    return None
+    _event("monitor.finish", resolved_total=result.resolved_total,
+           newly_resolved=result.newly_resolved, champion=champion)  # fmt: skip
+    return result.drift_reason(champion) if champion is not None else None
 
 
 def retrain_job(config: ForecasterConfig, force: bool = False) -> RetrainResult | None:

@@ -4,35 +4,23 @@ scrape or a burst of requests costs one small query."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from forecaster.predlog.schema import HEADLINE_WINDOW, live_scores
+from forecaster.predlog import repository
+from forecaster.predlog.repository import ALL, ScoreRow
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ScoreRow:
-    model_name: str
-    model_version: str
-    ticker: str
-    window: int
-    figures: dict[str, Any]
-    drift_reason: str | None = None
-    method: str = "*"  # the serving method scored; "*": all of them
 
 
 @dataclass(frozen=True)
@@ -52,28 +40,12 @@ class LiveScores:
     def _read(self) -> Snapshot:
         if self._engine is None:
             self._engine = create_engine(self.url)
-        latest = select(func.max(live_scores.c.computed_at)).scalar_subquery()
         try:
-            with self._engine.connect() as conn:
-                rows = conn.execute(
-                    select(live_scores).where(live_scores.c.computed_at == latest)
-                ).all()
+            computed_at, rows = repository.latest_scores(self._engine)
         except SQLAlchemyError as exc:  # no log yet, or no monitor run yet: nothing to report
             logger.debug("no live scores readable from %s: %s", self.url, exc)
             return Snapshot(None, ())
-        result = tuple(
-            ScoreRow(
-                r.model_name, r.model_version, r.ticker, r.window,
-                {"resolved": r.resolved, "mae": r.mae, "naive_mae": r.naive_mae,
-                 "pinball": r.pinball, "naive_pinball": r.naive_pinball,
-                 "coverage": json.loads(r.coverage or "{}"),
-                 "kupiec_pvalue": json.loads(r.kupiec_pvalue or "{}")},
-                r.drift_reason,
-                r.method,
-            )
-            for r in rows
-        )  # fmt: skip
-        return Snapshot(rows[0].computed_at if rows else None, result)
+        return Snapshot(computed_at, tuple(rows))
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -89,29 +61,30 @@ class LiveScores:
 
 class LiveGauges(Collector):
     """forecaster_live_coverage{version,method,level}, forecaster_live_pinball{version,method}
-    and forecaster_live_resolved{version,method}: the last monitor run, all tickers, last
-    250, per serving method (method="*": all of them)."""
+    and forecaster_live_resolved{version,method}: the last monitor run, all tickers, its
+    headline window (`monitoring.headline_window`, 250 by default), per serving method
+    (method="*": all of them)."""
 
     def __init__(self, scores: LiveScores) -> None:
         self.scores = scores
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         coverage = GaugeMetricFamily("forecaster_live_coverage",
-                                     "Live coverage of each served interval (last 250 resolved)",
+                                     "Live coverage of each served interval (headline window)",
                                      labels=["version", "method", "level"])  # fmt: skip
         pinball = GaugeMetricFamily("forecaster_live_pinball",
-                                    "Live mean pinball loss (last 250 resolved)",
+                                    "Live mean pinball loss (headline window)",
                                     labels=["version", "method"])  # fmt: skip
         resolved = GaugeMetricFamily("forecaster_live_resolved",
                                      "Served forecasts resolved against a realised close",
                                      labels=["version", "method"])  # fmt: skip
         for row in self.scores.snapshot().rows:
-            if row.ticker != "*" or row.window != HEADLINE_WINDOW:
+            if row.ticker != ALL or not row.headline:
                 continue
             labels = [row.model_version, row.method]
-            for level, value in row.figures["coverage"].items():
+            for level, value in row.figures.coverage.items():
                 coverage.add_metric([*labels, level], value)
-            if row.figures["pinball"] is not None:
-                pinball.add_metric(labels, row.figures["pinball"])
-            resolved.add_metric(labels, row.figures["resolved"])
+            if row.figures.pinball is not None:
+                pinball.add_metric(labels, row.figures.pinball)
+            resolved.add_metric(labels, row.figures.resolved)
         yield from (coverage, pinball, resolved)

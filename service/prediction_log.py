@@ -13,25 +13,24 @@ the queue) instead of switching it off for the life of the process.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import create_engine, delete, event, func, insert, select
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from forecaster.errors import PredictionLogError
 from forecaster.local_state import shown_url
+from forecaster.predlog import repository
 from forecaster.predlog.migrate import upgrade
-from forecaster.predlog.schema import predictions
 
 logger = logging.getLogger(__name__)
 
@@ -159,18 +158,9 @@ class PredictionLog:
         rules = self.retention
         if self._engine is None or not (rules.max_age_days or rules.max_rows):
             return 0
-        gone = 0
         try:
             with self._engine.begin() as conn:
-                if rules.max_age_days:
-                    cutoff = datetime.now(UTC) - timedelta(days=rules.max_age_days)
-                    old = delete(predictions).where(predictions.c.created_at < cutoff)
-                    gone += conn.execute(old).rowcount or 0
-                if rules.max_rows:
-                    top = conn.execute(select(func.max(predictions.c.id))).scalar()
-                    if top is not None:
-                        extra = delete(predictions).where(predictions.c.id <= top - rules.max_rows)
-                        gone += conn.execute(extra).rowcount or 0
+                gone = repository.prune(conn, rules.max_age_days, rules.max_rows)
         except SQLAlchemyError as exc:
             logger.error("could not apply the prediction log's retention: %s", exc)
             return 0
@@ -218,7 +208,7 @@ class PredictionLog:
             if rows and self._engine is not None:
                 try:
                     with self._engine.begin() as conn:
-                        conn.execute(insert(predictions), rows)
+                        repository.append(conn, rows)
                 except SQLAlchemyError as exc:
                     self._on_rows("failed", len(rows))
                     logger.error("could not write %d prediction log row(s): %s", len(rows), exc)
@@ -249,11 +239,6 @@ def read_log(url: str) -> list[dict[str, Any]]:
     """All logged rows, oldest first (for analysis, notebooks and tests)."""
     engine = create_engine(url)
     try:
-        with engine.connect() as conn:
-            result = conn.execute(predictions.select().order_by(predictions.c.id))
-            rows = [dict(r._mapping) for r in result]
+        return repository.logged(engine)
     finally:
         engine.dispose()
-    for row in rows:  # level -> price, as served; None on rows logged before revision 0002
-        row["quantiles"] = json.loads(row["quantiles"]) if row["quantiles"] else None
-    return rows

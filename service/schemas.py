@@ -276,7 +276,10 @@ class ReloadResult(BaseModel):
 
 
 class WindowScores(BaseModel):
-    """Served forecasts of one window, scored against the closes that followed."""
+    """Served forecasts of one window, scored against the closes that followed: the library's
+    `forecaster.monitoring.WindowFigures`, as the API documents it."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     resolved: int = Field(description="resolved forecasts in the window")
     mae: float | None = Field(description="MAE of the served median, price units")

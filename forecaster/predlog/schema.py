@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -14,15 +15,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     text,
 )
 
 metadata = MetaData()
-
-# The live_scores windows (last N resolved forecasts) the monitor computes, and the one the
-# headline figures and the service's gauges report.
-LIVE_WINDOWS = (20, 60, 250)
-HEADLINE_WINDOW = 250
 
 predictions = Table(
     "predictions",
@@ -84,4 +81,6 @@ live_scores = Table(
     Column("drift_reason", Text, nullable=True),
     # Since revision 0006: the serving method scored (lstm, garch, naive); "*": all of them.
     Column("method", String(16), nullable=False, server_default=text("'*'")),
+    # Since revision 0007: the window the monitor's configuration made the headline one.
+    Column("headline", Boolean, nullable=False, server_default=false()),
 )

@@ -32,9 +32,9 @@ async def performance(
         Query(description='a serving method, or "*" for all of them'),
     ] = None,
 ) -> Performance:
-    """Per model version, and per ticker or per serving method, over the last 20, 60 and 250
-    resolved forecasts: MAE beside naive persistence, pinball loss beside the random walk's,
-    and each interval's coverage with Kupiec's p."""
+    """Per model version, and per ticker or per serving method, over the monitor's windows of
+    resolved forecasts (by default the last 20, 60 and 250): MAE beside naive persistence,
+    pinball loss beside the random walk's, and each interval's coverage with Kupiec's p."""
     snapshot = await asyncio.to_thread(state.live_scores.snapshot)
     if snapshot.computed_at is None:
         raise HTTPException(404, detail="no live scores yet: run `forecaster monitor`")
@@ -48,7 +48,7 @@ async def performance(
         if method is not None and row.method != method:
             continue
         key = (row.model_name, row.model_version, row.ticker, row.method)
-        grouped[key][str(row.window)] = WindowScores(**row.figures)
+        grouped[key][str(row.window)] = WindowScores.model_validate(row.figures)
         drift[key] = drift.get(key) or row.drift_reason
     if not grouped:
         asked = (("version", version), ("ticker", ticker), ("method", method))

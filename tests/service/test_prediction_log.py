@@ -59,7 +59,8 @@ def test_retention_caps_the_log_by_age_and_by_rows(tmp_path: Path) -> None:
 
     from sqlalchemy import create_engine, insert
 
-    from service.prediction_log import Retention, predictions
+    from forecaster.predlog.schema import predictions
+    from service.prediction_log import Retention
 
     url = f"sqlite:///{tmp_path / 'predictions.db'}"
     counts: Counter[str] = Counter()

@@ -97,3 +97,23 @@ def test_registered_models_load_through_the_registry_only() -> None:
             if "download_artifacts" in text and path != ROOT / "forecaster" / "registry.py":
                 found.append(f"{path.relative_to(ROOT)} downloads artifacts")
     assert found == []
+
+
+def test_the_prediction_log_tables_are_reached_through_its_repository_only() -> None:
+    """`forecaster.predlog.repository` is the one module that reads and writes the log's tables
+    (its migrations aside): the service's writer, replay, the monitor and the live scores all
+    call it."""
+    allowed = {"forecaster/predlog/repository.py", "forecaster/predlog/migrations/env.py"}
+    found = [
+        o
+        for p in ("forecaster", "pipelines", "service", "benchmarks")
+        for o in offenders(p, ("forecaster.predlog.schema",))
+        if o.split(" imports ")[0] not in allowed
+    ]
+    assert found == []
+
+
+def test_the_service_reaches_into_no_pipeline() -> None:
+    """The service runs beside the pipelines, never on them: not even a helper comes from
+    there (the training-code rule above names pipelines too; this one says why on its own)."""
+    assert offenders("service", ("pipelines",)) == []
