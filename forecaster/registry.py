@@ -15,7 +15,7 @@ import re
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +30,7 @@ from mlflow.exceptions import MlflowException
 from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from forecaster import version_tags
 from forecaster.errors import ModelFormatError, StoreUnavailableError, TrackingError, first_line
 from forecaster.inference import Forecaster, served_artifacts
 from forecaster.local_state import redact, shown_url
@@ -178,18 +179,17 @@ def alias_version(name: str, alias: str) -> str | None:
 
 def data_end(name: str, version: str) -> pd.Timestamp | None:
     """Last trading day of the data a version was trained on (its `data_range` tag)."""
-    tags = MlflowClient().get_model_version(name, version).tags
-    data_range = tags.get("data_range", "")
-    return pd.Timestamp(data_range.split("..")[1]) if ".." in data_range else None
+    return version_tags.data_end(MlflowClient().get_model_version(name, version).tags)
 
 
-def latest_version(name: str, tickers: str) -> str | None:
-    """Newest registered version trained on exactly these tickers (comma-joined)."""
+def latest_version(name: str, tickers: Sequence[str]) -> str | None:
+    """Newest registered version trained on exactly these tickers, in this order."""
     try:
         versions = MlflowClient().search_model_versions(f"name = '{name}'")
     except MlflowException:
         return None
-    same = [v for v in versions if v.tags.get("tickers") == tickers]
+    wanted = version_tags.tickers_tag(list(tickers))
+    same = [v for v in versions if version_tags.trained_on(v.tags) == wanted]
     return str(max(same, key=lambda v: int(v.version)).version) if same else None
 
 

@@ -32,6 +32,7 @@ from forecaster.predlog.migrate import open_log
 from forecaster.schemas import CLOSE
 from forecaster.sources import clip_dates, make_source
 from forecaster.tracking import setup_tracking
+from forecaster.version_tags import live_tags
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +128,7 @@ def _track(config: ForecasterConfig, result: MonitorResult) -> str | None:
             run_id = str(run.info.run_id)
         client = MlflowClient()
         for report in result.versions:
-            tags = {f"live_{k}": f"{v:.6g}" for k, v in _flat(report).items()}
-            tags["live_updated"] = payload["computed_at"]
+            tags = live_tags(_flat(report), payload["computed_at"])
             try:
                 for key, value in tags.items():
                     client.set_model_version_tag(report.model_name, report.model_version,

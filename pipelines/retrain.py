@@ -186,7 +186,7 @@ def validate(data: Ingested, config: ForecasterConfig) -> Validated:
     last_date = max(frame.index[-1] for frame in data.frames.values())
     name = config.tracking.model_name
     champion = alias_version(name, CHAMPION)
-    latest = latest_version(name, ",".join(data.frames))
+    latest = latest_version(name, list(data.frames))
     seen: tuple[str | None, pd.Timestamp | None] = (None, None)
     for version in dict.fromkeys(v for v in (champion, latest) if v is not None):
         end = data_end(name, version)

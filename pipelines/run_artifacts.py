@@ -24,6 +24,7 @@ from forecaster.plots import (
     training_curves_figure,
 )
 from forecaster.registry import model_history_input
+from forecaster.version_tags import VersionTags
 
 
 def input_example(frames: Mapping[str, pd.DataFrame], bundle: ModelBundle) -> pd.DataFrame:
@@ -49,28 +50,23 @@ def log_figures(fold: FoldResult, config: ForecasterConfig) -> None:
     mlflow.log_figure(training_curves_figure(fold.trained.members), "plots/training_curves.png")
 
 
-def _ratio_tag(ratio: float | None) -> str:
-    """A ratio is None when its baseline scored 0 (prices that never move)."""
-    return "n/a" if ratio is None else f"{ratio:.6f}"
-
-
 def version_tags(data: PreparedData, ev: Evaluation, run_id: str) -> dict[str, str]:
     """Registry tags: what data the version saw and how it scored."""
     first = min(f.index[0] for f in data.frames.values()).date()
     last = max(f.index[-1] for f in data.frames.values()).date()
     summary = ev.summary()
-    return {
-        "tickers": ",".join(data.frames),
-        "data_range": f"{first}..{last}",
-        "test_range": f"{data.split.test_start.date()}..{data.split.test_end.date()}",
-        "test_mae": f"{ev.model.point.mae:.6f}",
-        "naive_mae": f"{ev.scores[NAIVE].point.mae:.6f}",
-        "mae_ratio_vs_naive": _ratio_tag(summary["mae_ratio_vs_naive"]),
-        "test_pinball": f"{ev.model.pinball:.8f}",
-        "pinball_ratio_vs_naive": _ratio_tag(summary["pinball_ratio_vs_naive"]),
-        "pinball_ratio_vs_garch": _ratio_tag(summary["pinball_ratio_vs_garch"]),
-        "run_id": run_id,
-    }
+    return VersionTags(
+        tickers=tuple(data.frames),
+        data_range=(first, last),
+        test_range=(data.split.test_start.date(), data.split.test_end.date()),
+        test_mae=ev.model.point.mae,
+        naive_mae=ev.scores[NAIVE].point.mae,
+        mae_ratio_vs_naive=summary["mae_ratio_vs_naive"],
+        test_pinball=ev.model.pinball,
+        pinball_ratio_vs_naive=summary["pinball_ratio_vs_naive"],
+        pinball_ratio_vs_garch=summary["pinball_ratio_vs_garch"],
+        run_id=run_id,
+    ).to_tags()
 
 
 def metric_key(text: str) -> str:

@@ -117,3 +117,17 @@ def test_the_service_reaches_into_no_pipeline() -> None:
     """The service runs beside the pipelines, never on them: not even a helper comes from
     there (the training-code rule above names pipelines too; this one says why on its own)."""
     assert offenders("service", ("pipelines",)) == []
+
+
+def test_version_tag_names_are_spelled_in_one_module() -> None:
+    """`forecaster.version_tags` owns the registry tags' names; nobody else spells them."""
+    names = {"data_range", "test_range", "live_updated"}
+    found = []
+    for package in ("forecaster", "pipelines", "service"):
+        for path in (ROOT / package).rglob("*.py"):
+            if path == ROOT / "forecaster" / "version_tags.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and node.value in names:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}")
+    assert found == []
