@@ -28,12 +28,15 @@ def mlflow_artifacts(data_dir: Path) -> str:
     return (Path(data_dir) / "mlartifacts").resolve().as_uri()
 
 
+def prediction_log_store(data_dir: Path) -> str:
+    """The data directory's own prediction log (SQLite)."""
+    return sqlite_url(Path(data_dir) / "predictions.db")
+
+
 def prediction_log(data_dir: Path, given: str | None = None) -> str:
-    """The prediction log: `given`, else $FORECASTER_PREDICTION_LOG_URL, else SQLite in the
-    data directory."""
-    return (
-        given or os.environ.get(PREDICTION_LOG_ENV) or sqlite_url(Path(data_dir) / "predictions.db")
-    )
+    """The prediction log: `given`, else $FORECASTER_PREDICTION_LOG_URL, else the data
+    directory's own."""
+    return given or os.environ.get(PREDICTION_LOG_ENV) or prediction_log_store(data_dir)
 
 
 def optuna_store(data_dir: Path) -> str:

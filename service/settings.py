@@ -9,7 +9,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from forecaster.config import DataConfig, YahooConfig
-from forecaster.local_state import mlflow_store, sqlite_url
+from forecaster.local_state import mlflow_store, prediction_log_store
 
 
 class ServiceSettings(BaseSettings):
@@ -141,7 +141,7 @@ class ServiceSettings(BaseSettings):
     def resolved_prediction_log_url(self) -> str:
         # The field already reads FORECASTER_PREDICTION_LOG_URL; an explicit None means the
         # data directory's log, so the environment is not consulted twice.
-        return self.prediction_log_url or sqlite_url(self.data_dir / "predictions.db")
+        return self.prediction_log_url or prediction_log_store(self.data_dir)
 
     def data_config(self) -> DataConfig:
         """The history source's settings, as the library's sources take them."""

@@ -464,7 +464,7 @@ def test_histories_that_cannot_be_daily_trading_data_are_refused(client: TestCli
     assert reply.json()["detail"].startswith("history for ACME: not daily data: its rows are "
                                              "a median 7 days apart")  # fmt: skip
     weekends = pd.date_range("2017-01-07", periods=220, freq="D")
-    weekends = weekends[weekends.dayofweek >= 5][:60]
+    weekends = weekends[weekends.day_of_week >= 5][:60]
     reply = client.post("/v1/predictions", json={"ticker": "ACME",
                         "history": _redated(rows, [str(d.date()) for d in weekends])})  # fmt: skip
     assert reply.status_code == 422
