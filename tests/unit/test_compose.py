@@ -156,3 +156,25 @@ def test_tuner_replicas_share_a_study_in_their_own_postgres_database(
     assert "CREATE DATABASE optuna;" in init
     mounts = compose["services"]["postgres"]["volumes"]
     assert "./configs/postgres-init:/docker-entrypoint-initdb.d:ro" in mounts
+
+
+def test_published_ports_listen_on_this_host_unless_told(compose: dict[str, Any]) -> None:
+    """Nothing is published on every interface by default: PUBLISH_ADDRESS is 127.0.0.1 until
+    the operator, having set the passwords, says otherwise."""
+    ports = [p for s in compose["services"].values() for p in s.get("ports", [])]
+    assert ports
+    for port in ports:
+        assert port.startswith("${PUBLISH_ADDRESS:-127.0.0.1}:"), port
+
+
+def test_local_image_builds_replace_every_pulled_image_but_grafana() -> None:
+    """deploy/compose.local-images.yml builds what Docker Hub would otherwise provide."""
+    override = yaml.safe_load((ROOT / "deploy" / "compose.local-images.yml").read_text())
+    built = override["services"]
+    assert set(built) == {"postgres", "prometheus"}
+    for name, service in built.items():
+        assert (ROOT / service["build"]["context"] / "Dockerfile").exists(), name
+        assert service["image"].endswith(":local"), name
+    base = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    pulled = {n for n, s in base.items() if "build" not in s and n not in built}
+    assert pulled == {"grafana"}
