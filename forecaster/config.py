@@ -324,6 +324,11 @@ class TrackingConfig(FrozenModel):
     tracking_uri: str | None = Field(None, description="MLflow tracking URI")
     experiment: str = Field("forecaster", min_length=1, description="MLflow experiment name")
     model_name: str = Field("stock-lstm", min_length=1, description="registered model name")
+    ui_url: str | None = Field(
+        None,
+        description="the MLflow UI's address as people open it, for the links training prints "
+        "(null: the tracking server's own, or `forecaster ui`'s http://127.0.0.1:5000)",
+    )
     promote: bool = Field(True, description="try the champion gate after registering")
 
 

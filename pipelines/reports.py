@@ -205,18 +205,42 @@ def calibration_table(per_ticker: dict[str, Any]) -> list[str]:
     return lines
 
 
-def run_url(tracking_uri: str, experiment_id: str, run_id: str, path: str = "") -> str:
-    """The run's page in the MLflow UI: the tracking server's own, or `forecaster ui`'s
-    default address for a local store."""
-    remote = tracking_uri.startswith(("http://", "https://"))
-    base = tracking_uri.rstrip("/") if remote else "http://127.0.0.1:5000"
+def ui_base(tracking_uri: str, ui_url: str | None = None) -> str | None:
+    """Where people open the MLflow UI: the configured address, else the tracking server's
+    own, else None (a local store: `forecaster ui` serves it)."""
+    if ui_url:
+        return ui_url.rstrip("/")
+    return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else None
+
+
+def run_url(
+    tracking_uri: str, experiment_id: str, run_id: str, path: str = "", ui_url: str | None = None
+) -> str:
+    """The run's page in the MLflow UI (`forecaster ui`'s default address for a local
+    store)."""
+    base = ui_base(tracking_uri, ui_url) or "http://127.0.0.1:5000"
     page = f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
     return f"{page}/artifactPath/{path}" if path else page
 
 
-def ui_command(tracking_uri: str) -> str:
-    if tracking_uri.startswith(("http://", "https://")):
-        return f"open {tracking_uri}"
+def model_url(tracking_uri: str, name: str, version: str, ui_url: str | None = None) -> str:
+    """The registered version's page (tags, aliases, its run)."""
+    base = ui_base(tracking_uri, ui_url) or "http://127.0.0.1:5000"
+    return f"{base}/#/models/{name}/versions/{version}"
+
+
+def ui_command(
+    tracking_uri: str, ui_url: str | None = None, experiment_id: str | None = None
+) -> str:
+    """How to see the runs: MLflow 3 opens an experiment on its GenAI overview, so the link
+    names the experiment's training-runs table."""
+    base = ui_base(tracking_uri, ui_url)
+    runs = f"/#/experiments/{experiment_id}/runs" if experiment_id else ""
+    if base is not None:
+        return f"open {base}{runs}"
+    if runs:
+        return (f"forecaster ui, then http://127.0.0.1:5000{runs} (or: mlflow ui "
+                f"--backend-store-uri {tracking_uri} --port 5000)")  # fmt: skip
     return f"forecaster ui (or: mlflow ui --backend-store-uri {tracking_uri} --port 5000)"
 
 
@@ -272,10 +296,18 @@ def retrain_text(result: Any) -> str:
             lines.append(f"  [{'pass' if c.passed else 'FAIL'}] {c.name}: {c.detail}")
     evaluate_run = payload["step_runs"].get("evaluate")
     if evaluate_run and payload["experiment_id"]:
-        url = run_url(payload["tracking_uri"], payload["experiment_id"], evaluate_run, "plots")
+        url = run_url(payload["tracking_uri"], payload["experiment_id"], evaluate_run, "plots",
+                      payload.get("ui_url"))  # fmt: skip
         lines.append(f"plots: {url}")
     if payload["tracking_uri"]:
-        lines.append(f"browse: {ui_command(payload['tracking_uri'])}")
+        if payload["model_version"]:
+            model = model_url(payload["tracking_uri"], payload["model_name"],
+                              payload["model_version"], payload.get("ui_url"))  # fmt: skip
+            lines.append(f"model: {model}")
+        lines.append(
+            "browse: "
+            + ui_command(payload["tracking_uri"], payload.get("ui_url"), payload["experiment_id"])
+        )
     return "\n".join(lines)
 
 

@@ -109,6 +109,7 @@ class RetrainResult:
     run_id: str | None
     tracking_uri: str = ""
     model_name: str = ""
+    ui_url: str = ""  # where people open the MLflow UI ("": derived from tracking_uri)
     model_version: str | None = None
     decision: Decision | None = None
     evaluation: Evaluation | None = None
@@ -133,6 +134,7 @@ class RetrainResult:
             "reason": self.reason,
             "run_id": self.run_id,
             "tracking_uri": self.tracking_uri,
+            "ui_url": self.ui_url or None,
             "model_name": self.model_name,
             "model_version": self.model_version,
             "model_uri": self.model_uri,
@@ -351,7 +353,8 @@ def _run_steps(
 ) -> RetrainResult:
     base = RetrainResult("partial", f"stopped after step {runner.until}", run_id,
                          resolve_tracking_uri(config), config.tracking.model_name,
-                         experiment_id=runner.experiment_id, step_runs=runner.run_ids)  # fmt: skip
+                         ui_url=config.tracking.ui_url or "", experiment_id=runner.experiment_id,
+                         step_runs=runner.run_ids)  # fmt: skip
     partial = base
 
     ingested = runner.step("ingest", lambda: ingest(config))

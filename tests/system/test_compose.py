@@ -212,6 +212,13 @@ def test_the_stack_trains_serves_scrapes_restarts_and_keeps_its_state(stack: Sta
     start = time.monotonic()
     assert _wait_exited(stack, "trainer", timeout=900) == 0, stack.run("logs", "trainer")
     stack.timings["trainer"] = time.monotonic() - start
+    # The links it prints name the published UI, which a browser reaches, not the services'
+    # internal tracking server.
+    trainer_log = stack.run("logs", "trainer")
+    assert re.search(rf"browse: open {stack.ui.replace('127.0.0.1', 'localhost')}/#/experiments/"
+                     r"\d+/runs", trainer_log)  # fmt: skip
+    assert re.search(rf"plots: {stack.ui.replace('127.0.0.1', 'localhost')}/#/experiments/\d+/runs/",
+                     trainer_log), trainer_log[-2000:]  # fmt: skip
     champion = stack.python("mlflow", CHAMPION)
     if champion == "none":
         stack.python("mlflow", "from mlflow import MlflowClient; c = MlflowClient("
