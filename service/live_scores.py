@@ -17,6 +17,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from forecaster.errors import first_line
+from forecaster.local_state import redact, shown_url
 from forecaster.predlog import repository
 from forecaster.predlog.repository import ALL, ScoreRow
 
@@ -43,7 +45,8 @@ class LiveScores:
         try:
             computed_at, rows = repository.latest_scores(self._engine)
         except SQLAlchemyError as exc:  # no log yet, or no monitor run yet: nothing to report
-            logger.debug("no live scores readable from %s: %s", self.url, exc)
+            logger.debug("no live scores readable from %s: %s", shown_url(self.url),
+                         redact(first_line(exc), self.url))  # fmt: skip
             return Snapshot(None, ())
         return Snapshot(computed_at, tuple(rows))
 
