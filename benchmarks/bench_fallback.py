@@ -25,9 +25,9 @@ import torch
 from bench_request_path import timed  # the same median-of-repeats timer
 
 from forecaster.config import load_config
-from forecaster.fallback import GARCH_MIN_RETURNS, fit_garch, garch_quantiles, naive_quantiles
 from forecaster.features import compute_features
-from forecaster.inference import Forecaster, ModelBundle
+from forecaster.inference import Forecaster, MethodSpec, ModelBundle
+from forecaster.methods import Garch, RandomWalk
 from forecaster.scaling import FeatureScaler
 from forecaster.sources import SampleSource
 
@@ -49,25 +49,29 @@ def main() -> None:
     closes = sample["close"].to_numpy()
     client = closes[-args.rows :]
     window = model.prepare_window(sample.tail(bundle.min_history))
-    params = fit_garch(closes[-1000:])
-    fit_rows = closes[-(GARCH_MIN_RETURNS + 1) :]
+    garch, walk = Garch(), RandomWalk(250)
+    params = garch.fit(closes[-1000:]).params
+    fit_rows = closes[-(Garch.fit_min_returns + 1) :]
     calibrating = sample.tail(bundle.min_history + (bundle.calibration_window or 0))
     cal_closes, cal_days = calibrating["close"].to_numpy(), calibrating.index.to_numpy()
-    model.bundle = replace(bundle, garch_params={"X": params})
+    model.bundle = replace(
+        bundle, methods={**bundle.methods, "garch": MethodSpec({}, {"X": params})}
+    )
     steps: dict[str, tuple[Callable[[], Any], int]] = {
         f"lstm: forward of the {bundle.ensemble_size}-network ensemble, one window": (
             lambda: model.forecast_window(window), args.repeats),
         f"garch: fixed parameters filtered over {args.rows} rows (universe ticker)": (
-            lambda: garch_quantiles(client, levels, params), args.repeats),
+            lambda: garch.next_day(client, params, levels), args.repeats),
         f"garch: fixed parameters filtered over {len(closes):,} rows (server history)": (
-            lambda: garch_quantiles(closes, levels, params), args.repeats),
+            lambda: garch.next_day(closes, params, levels), args.repeats),
         f"garch: fit + filter on {len(fit_rows)} rows (unseen ticker, the minimum)": (
-            lambda: garch_quantiles(fit_rows, levels, fit_garch(fit_rows)), args.repeats // 10),
+            lambda: garch.next_day(fit_rows, garch.fit(fit_rows).params, levels),
+            args.repeats // 10),
         "garch: fit + filter on 1,000 rows (unseen ticker)": (
-            lambda: garch_quantiles(closes[-1000:], levels, fit_garch(closes[-1000:])),
+            lambda: garch.next_day(closes[-1000:], garch.fit(closes[-1000:]).params, levels),
             args.repeats // 10),
         f"naive: empirical quantiles of {args.rows - 1} returns": (
-            lambda: naive_quantiles(client, levels, 250), args.repeats),
+            lambda: walk.next_day(client, {}, levels), args.repeats),
         # Band recalibration (forecaster.calibration), as the API pays it per forecast.
         f"lstm: band factors from {len(calibrating)} rows ({bundle.calibration_window} outcomes)": (
             lambda: model.history_calibration(calibrating, "X"), args.repeats // 10),

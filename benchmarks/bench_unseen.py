@@ -30,10 +30,9 @@ from forecaster.calibration import conformity_scores, recalibrate, rolling_facto
 from forecaster.config import ForecasterConfig, load_config
 from forecaster.dataset import prepare
 from forecaster.evaluation import GARCH, MODEL, NAIVE, RAW, evaluate
-from forecaster.fallback import garch_path
-from forecaster.forecasters import GarchForecaster
-from forecaster.forecasters.lstm import LSTMForecaster
-from forecaster.gate import GARCH_METHOD, LSTM
+from forecaster.methods import NETWORK, Garch
+from forecaster.methods.lstm import LSTMForecaster
+from forecaster.methods.windowed import ClassicForecaster
 from forecaster.sources import load_frames
 from forecaster.windows import Windows, concat_windows
 
@@ -49,7 +48,7 @@ def recalibrated_garch(
     (outcomes known by the as-of day only), as the service serves an unseen ticker."""
     model = config.model
     closes = frame["close"].to_numpy()
-    path = garch_path(closes, model.quantiles, params)  # row t: return t, forecast the day before
+    path = Garch().path(closes, params, model.quantiles, 0)  # row t: as of close t
     realised = np.log(closes[1:] / closes[:-1])
     scores = conformity_scores(path[:-1], realised, model.quantiles, model.intervals)
     known_at = frame.index[1:].to_numpy(dtype="datetime64[ns]")
@@ -82,11 +81,11 @@ def one(stock: str, overrides: list[str]) -> dict[str, Any]:
     raw_q = model.predict_raw(test)
     levels, intervals = config.model.quantiles, config.model.intervals
     garch = baselines[GARCH]
-    assert isinstance(garch, GarchForecaster)
+    assert isinstance(garch, ClassicForecaster)
     calibrated_garch = recalibrated_garch(frames[stock], garch.params[stock], test, config)
-    if rule.method == LSTM:
+    if rule.method == NETWORK:
         served = model_q
-    elif rule.method == GARCH_METHOD:  # as served: its bands recalibrated on its own forecasts
+    elif rule.method == Garch.name:  # as served: its bands recalibrated on its own forecasts
         served = calibrated_garch
     else:
         served = forecasts[NAIVE]
@@ -112,7 +111,7 @@ def one(stock: str, overrides: list[str]) -> dict[str, Any]:
         }
     # The path the service filters equals the baseline's own forecasts of the same days.
     rows = frames[stock].index.get_indexer(pd.DatetimeIndex(test.end_dates))
-    path = garch_path(frames[stock]["close"].to_numpy(), levels, garch.params[stock])[rows]
+    path = Garch().path(frames[stock]["close"].to_numpy(), garch.params[stock], levels, 0)[rows]
     out["garch_path_vs_baseline_max_abs"] = float(np.max(np.abs(path - forecasts[GARCH])))
     out["garch_coverage"] = {
         repr(c): round(100 * i.coverage, 1) for c, i in scored.scores[GARCH].intervals.items()

@@ -21,25 +21,20 @@ import pandas as pd
 from forecaster.calibration import Calibration
 from forecaster.config import ForecasterConfig
 from forecaster.dataset import PreparedData, build_windows, fit_scaler, last_train_days
-from forecaster.evaluation import GARCH, MODEL, NAIVE, RAW, Evaluation, evaluate
-from forecaster.fallback import GARCH_MIN_RETURNS
-from forecaster.forecasters import (
-    GarchForecaster,
-    LinearQuantileForecaster,
-    NaiveEmpiricalForecaster,
-    QuantileForecaster,
-)
-from forecaster.forecasters.lstm import LSTMForecaster
+from forecaster.evaluation import LINEAR, MODEL, RAW, Evaluation, evaluate
 from forecaster.gate import (
-    GARCH_METHOD,
+    NO_EVIDENCE,
     UNSEEN_SCOPE,
     DayScores,
-    Evidence,
     GateConfig,
     Route,
     route,
 )
 from forecaster.inference import quantile_column
+from forecaster.methods import CLASSIC, Garch, configured
+from forecaster.methods.linear import LinearQuantileForecaster
+from forecaster.methods.lstm import LSTMForecaster
+from forecaster.methods.windowed import ClassicForecaster, QuantileForecaster
 from forecaster.progress import bar
 from forecaster.quantile_forecast import to_prices
 from forecaster.sources import load_frames
@@ -51,13 +46,15 @@ logger = logging.getLogger(__name__)
 
 
 def baselines(config: ForecasterConfig) -> dict[str, QuantileForecaster]:
-    """The baselines a quant would use, unfitted; each is refitted on every fold."""
+    """The baselines a quant would use, unfitted; each is refitted on every fold: every classic
+    method of the registry (forecaster.methods), by its name, and the ridge baseline."""
     levels = config.model.quantiles
-    return {
-        NAIVE: NaiveEmpiricalForecaster(levels, window=config.evaluation.naive_window),
-        GARCH: GarchForecaster(levels),
-        "linear": LinearQuantileForecaster(levels, config.training.ridge_alphas),
+    out: dict[str, QuantileForecaster] = {
+        name: ClassicForecaster(method, levels)
+        for name, method in configured(config.evaluation).items()
     }
+    out[LINEAR] = LinearQuantileForecaster(levels, config.training.ridge_alphas)
+    return out
 
 
 @dataclass(frozen=True)
@@ -119,9 +116,14 @@ def ticker_routes(ev: Evaluation, config: ForecasterConfig) -> dict[str, Route]:
         return {}
     gate = gate_config(config)
     return {
-        ticker: route(day_scores(t, MODEL), day_scores(t, NAIVE), day_scores(t, GARCH), gate)
+        ticker: route(day_scores(t, MODEL), comparator_scores(t), gate)
         for ticker, t in ev.by_ticker().items()
     }
+
+
+def comparator_scores(ev: Evaluation) -> dict[str, DayScores]:
+    """Every classic method's per-day losses, by its name: what the routes compare with."""
+    return {name: day_scores(ev, name) for name in CLASSIC if name in ev.scores}
 
 
 def unseen_route(config: ForecasterConfig) -> Route | None:
@@ -130,10 +132,11 @@ def unseen_route(config: ForecasterConfig) -> Route | None:
     if not config.evaluation.route_per_ticker:
         return None
     return Route(
-        GARCH_METHOD,
+        Garch.name,
         f"no evidence yet that the model transfers to tickers it has not seen: GARCH(1,1)-t "
-        f"fitted on the request's history ({GARCH_MIN_RETURNS}+ returns), else the random walk",
-        Evidence(UNSEEN_SCOPE, 0, None, None, None, None, {}),
+        f"fitted on the request's history ({Garch.fit_min_returns}+ returns), else the random "
+        "walk",
+        NO_EVIDENCE,
     )
 
 
@@ -180,25 +183,25 @@ def leave_tickers_out(
     test = ev.windows.take(rows)
     scored = evaluate(
         test,
-        {MODEL: model.predict(test), **{n: ev.forecasts[n][rows] for n in (NAIVE, GARCH)}},
+        {MODEL: model.predict(test), **{n: ev.forecasts[n][rows] for n in CLASSIC}},
         ev.levels,
         ev.intervals,
         ev.interval_level,
     )
-    r = route(
-        day_scores(scored, MODEL),
-        day_scores(scored, NAIVE),
-        day_scores(scored, GARCH),
-        gate_config(config),
-        scope=UNSEEN_SCOPE,
-    )
+    r = route(day_scores(scored, MODEL), comparator_scores(scored), gate_config(config),
+              scope=UNSEEN_SCOPE)  # fmt: skip
     note = f"leave-tickers-out ({', '.join(held)} held out of a {size}-network training): "
     return HeldOut(tuple(held), scored, Route(r.method, note + r.reason, r.evidence))
 
 
-def garch_params(fold: FoldResult) -> dict[str, dict[str, float]]:
-    forecaster = fold.forecasters.get(GARCH)
-    return forecaster.params if isinstance(forecaster, GarchForecaster) else {}
+def method_params(fold: FoldResult) -> dict[str, dict[str, dict[str, float]]]:
+    """Each classic method's parameters per ticker, fitted on the fold's training days (what
+    the bundle serves with)."""
+    return {
+        name: forecaster.params
+        for name, forecaster in fold.forecasters.items()
+        if isinstance(forecaster, ClassicForecaster)
+    }
 
 
 def model_calibrations(fold: FoldResult) -> dict[str, Calibration]:

@@ -207,3 +207,37 @@ class Outcomes:
                     self.scores[own], self.known_at[own], as_of[rows], window, min_days, intervals
                 )
         return out
+
+
+def path_calibration(
+    known: np.ndarray,
+    realised: np.ndarray,
+    known_at: np.ndarray,
+    window: int,
+    min_days: int,
+    levels: tuple[float, ...],
+    intervals: tuple[float, ...],
+    source: str,
+) -> Calibration | None:
+    """Band factors for the next forecast of any method, from its own earlier forecasts over a
+    history (`known`, (n, levels)) against the returns that followed them (`realised`, known on
+    `known_at`): the last `window` of them, or None where fewer than `min_days`."""
+    known, realised, known_at = known[-window:], realised[-window:], known_at[-window:]
+    if len(known) < min_days:
+        return None
+    scores = conformity_scores(known, realised, levels, intervals)
+    return latest_calibration(scores, known_at, window, min_days, intervals, source)
+
+
+def apply_calibration(
+    q: np.ndarray,
+    calibration: Calibration | None,
+    levels: tuple[float, ...],
+    intervals: tuple[float, ...],
+) -> np.ndarray:
+    """Any method's quantiles (one row or (n, levels)) with a calibration's band factors
+    applied about the median; unchanged without one."""
+    if calibration is None:
+        return q
+    out = recalibrate(np.atleast_2d(q), calibration.array(intervals), levels, intervals)
+    return out if q.ndim == 2 else out[0]

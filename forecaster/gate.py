@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from forecaster.methods import CLASSIC, NETWORK, Garch, RandomWalk, names
 from forecaster.scores import diebold_mariano, kupiec_pvalue
 
 
@@ -173,9 +174,8 @@ def decide(
 
 # --- per-ticker routing: which forecaster serves each ticker ---------------------------------
 
-LSTM, GARCH_METHOD, NAIVE_METHOD = "lstm", "garch", "naive"
-METHODS = (LSTM, GARCH_METHOD, NAIVE_METHOD)
 TICKER_SCOPE, UNSEEN_SCOPE = "ticker", "unseen"
+RANDOM_WALK = RandomWalk.name  # the comparator the model must significantly beat
 
 
 def _none_if_nan(value: float) -> float | None:
@@ -189,106 +189,148 @@ def _ratio(ours: np.ndarray, theirs: np.ndarray) -> float | None:
     return mine / base if base > 0 and math.isfinite(mine) and math.isfinite(base) else None
 
 
+def _num(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class Evidence:
-    """What a served method rests on: the model against both baselines on the same days."""
+    """What a served method rests on: the model against every comparator on the same days,
+    each by its method name (forecaster.methods)."""
 
     scope: str  # "ticker": the ticker's own test days; "unseen": tickers held out of training
     days: int
-    pinball_ratio_vs_naive: float | None
-    pinball_ratio_vs_garch: float | None
-    p_model_not_better_than_naive: float | None  # one-sided Diebold-Mariano
-    p_model_worse_than_garch: float | None  # one-sided Diebold-Mariano
+    pinball_ratios: Mapping[str, float | None]  # the model's mean pinball over each comparator's
+    p_model_worse: Mapping[str, float | None]  # one-sided DM p that the model is worse than each
+    p_model_not_better_than_naive: float | None  # one-sided Diebold-Mariano vs the random walk
     kupiec_pvalues: Mapping[str, float | None]  # the model's bands, by interval level
+    strongest: str | None = None  # the comparator with the lowest mean pinball on these days
+
+    @property
+    def pinball_ratio_vs_naive(self) -> float | None:
+        return self.pinball_ratios.get(RANDOM_WALK)
+
+    @property
+    def pinball_ratio_vs_garch(self) -> float | None:
+        return self.pinball_ratios.get(Garch.name)
+
+    @property
+    def p_model_worse_than_garch(self) -> float | None:
+        return self.p_model_worse.get(Garch.name)
+
+    @property
+    def pinball_ratio_vs_strongest(self) -> float | None:
+        return None if self.strongest is None else self.pinball_ratios.get(self.strongest)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "scope": self.scope,
+            "days": self.days,
+            # The two-baseline keys every bundle since routing has, kept for their readers.
+            "pinball_ratio_vs_naive": self.pinball_ratio_vs_naive,
+            "pinball_ratio_vs_garch": self.pinball_ratio_vs_garch,
+            "p_model_not_better_than_naive": self.p_model_not_better_than_naive,
+            "p_model_worse_than_garch": self.p_model_worse_than_garch,
+            "kupiec_pvalues": dict(self.kupiec_pvalues),
+            "pinball_ratios": dict(self.pinball_ratios),
+            "p_model_worse": dict(self.p_model_worse),
+            "strongest": self.strongest,
+        }
+
+    @classmethod
+    def from_dict(cls, e: Mapping[str, object]) -> Evidence:
+        ratios = e.get("pinball_ratios")
+        worse = e.get("p_model_worse")
+        if not isinstance(ratios, Mapping):  # a bundle from before comparators were by name
+            ratios = {RANDOM_WALK: e.get("pinball_ratio_vs_naive"),
+                      Garch.name: e.get("pinball_ratio_vs_garch")}  # fmt: skip
+            worse = {Garch.name: e.get("p_model_worse_than_garch")}
+        kupiec = e.get("kupiec_pvalues")
+        strongest = e.get("strongest")
+        return cls(
+            scope=str(e["scope"]),
+            days=int(e["days"]),  # type: ignore[call-overload]
+            pinball_ratios={str(k): _num(v) for k, v in ratios.items()},
+            p_model_worse={
+                str(k): _num(v) for k, v in (worse if isinstance(worse, Mapping) else {}).items()
+            },
+            p_model_not_better_than_naive=_num(e.get("p_model_not_better_than_naive")),
+            kupiec_pvalues={
+                str(k): _num(v) for k, v in (kupiec if isinstance(kupiec, Mapping) else {}).items()
+            },
+            strongest=None if strongest is None else str(strongest),
+        )
+
+
+NO_EVIDENCE = Evidence(UNSEEN_SCOPE, 0, {}, {}, None, {})
 
 
 @dataclass(frozen=True)
 class Route:
     """The method that serves a ticker, why, and the evidence."""
 
-    method: str  # one of METHODS
+    method: str  # one of forecaster.methods.names()
     reason: str
     evidence: Evidence
 
     def to_dict(self) -> dict[str, object]:
-        e = self.evidence
-        return {
-            "method": self.method,
-            "reason": self.reason,
-            "evidence": {
-                "scope": e.scope,
-                "days": e.days,
-                "pinball_ratio_vs_naive": e.pinball_ratio_vs_naive,
-                "pinball_ratio_vs_garch": e.pinball_ratio_vs_garch,
-                "p_model_not_better_than_naive": e.p_model_not_better_than_naive,
-                "p_model_worse_than_garch": e.p_model_worse_than_garch,
-                "kupiec_pvalues": dict(e.kupiec_pvalues),
-            },
-        }
+        return {"method": self.method, "reason": self.reason, "evidence": self.evidence.to_dict()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Route:
         e = data.get("evidence")
-        if not isinstance(e, Mapping) or data.get("method") not in METHODS:
+        if not isinstance(e, Mapping) or data.get("method") not in names():
             raise ValueError(f"not a route: {data!r:.200}")
-
-        def num(key: str) -> float | None:
-            value = e.get(key)
-            return None if value is None else float(value)
-
-        return cls(
-            method=str(data["method"]),
-            reason=str(data.get("reason", "")),
-            evidence=Evidence(
-                scope=str(e["scope"]),
-                days=int(e["days"]),
-                pinball_ratio_vs_naive=num("pinball_ratio_vs_naive"),
-                pinball_ratio_vs_garch=num("pinball_ratio_vs_garch"),
-                p_model_not_better_than_naive=num("p_model_not_better_than_naive"),
-                p_model_worse_than_garch=num("p_model_worse_than_garch"),
-                kupiec_pvalues={
-                    str(k): None if v is None else float(v)
-                    for k, v in (e.get("kupiec_pvalues") or {}).items()
-                },
-            ),
-        )
+        return cls(str(data["method"]), str(data.get("reason", "")), Evidence.from_dict(e))
 
 
 def route(
     model: DayScores,
-    naive: DayScores,
-    garch: DayScores,
+    comparators: Mapping[str, DayScores],
     config: GateConfig = GateConfig(),
     scope: str = TICKER_SCOPE,
 ) -> Route:
     """Which forecaster serves a ticker, from scores on the same days (its own test days, or
-    held-out tickers' for the unseen). The model serves only where it earned it:
+    held-out tickers' for the unseen); `comparators` maps each classic method's name to its
+    scores and must hold the random walk. The model serves only where it earned it:
 
     1. its pinball beats the empirical random walk: one-sided DM p < dm_alpha;
-    2. it is not significantly worse than GARCH: one-sided DM p (worse) >= dm_alpha;
+    2. it is not significantly worse than any comparator: one-sided DM p (worse) >= dm_alpha;
     3. every served interval passes Kupiec's test at kupiec_alpha;
     4. its median is not significantly worse than naive persistence (one-sided DM on absolute
        errors, p >= dm_alpha): the point forecast must never be significantly worse.
 
-    Elsewhere the baseline with the lower mean pinball on those days serves.
+    Elsewhere the comparator with the lowest mean pinball on those days serves.
     """
     n = len(model.pinball)
-    if len(naive.pinball) != n or len(garch.pinball) != n:
-        raise ValueError("model, naive and garch scores must cover the same days")
+    if RANDOM_WALK not in comparators:
+        raise ValueError(f"routing needs the random walk ({RANDOM_WALK!r}) among the comparators")
+    if any(len(c.pinball) != n for c in comparators.values()):
+        raise ValueError("the model's and every comparator's scores must cover the same days")
+    naive = comparators[RANDOM_WALK]
     _, p_better, _ = diebold_mariano(model.pinball, naive.pinball)
-    _, _, p_worse = diebold_mariano(model.pinball, garch.pinball)
-    vs_naive, vs_garch = _ratio(model.pinball, naive.pinball), _ratio(model.pinball, garch.pinball)
+    ratios = {name: _ratio(model.pinball, c.pinball) for name, c in comparators.items()}
+    p_worse = {
+        name: _none_if_nan(diebold_mariano(model.pinball, c.pinball)[2])
+        for name, c in comparators.items()
+        if name != RANDOM_WALK
+    }
+    means = {name: float(np.mean(c.pinball)) for name, c in comparators.items()}
+    finite = {name: m for name, m in means.items() if math.isfinite(m)}
+    strongest = min(finite, key=lambda k: finite[k]) if finite else None
     kupiec = {
         f"{c:g}": _none_if_nan(kupiec_pvalue(hits, c))
         for c, hits in sorted(model.violations.items())
     }
-    evidence = Evidence(scope, n, vs_naive, vs_garch, _none_if_nan(p_better),
-                        _none_if_nan(p_worse), kupiec)  # fmt: skip
+    evidence = Evidence(scope, n, ratios, p_worse, _none_if_nan(p_better), kupiec, strongest)
     failed = []
-    if vs_naive is None or not p_better < config.dm_alpha:
+    if ratios[RANDOM_WALK] is None or not p_better < config.dm_alpha:
         failed.append(f"the model does not beat the random walk (DM p {_fmt(p_better)})")
-    if vs_garch is None or p_worse < config.dm_alpha:
-        failed.append(f"the model is significantly worse than GARCH (DM p {_fmt(p_worse)})")
+    for name, p in p_worse.items():
+        if ratios[name] is None or (p is not None and p < config.dm_alpha):
+            label = CLASSIC[name].label if name in CLASSIC else name
+            shown = _fmt(math.nan if p is None else p)
+            failed.append(f"the model is significantly worse than {label} (DM p {shown})")
     _, _, p_point_worse = diebold_mariano(model.abs_error, naive.abs_error)
     if p_point_worse < config.dm_alpha:  # NaN (identical errors) cannot show it is worse
         failed.append(
@@ -299,7 +341,6 @@ def route(
     if bad_bands or not kupiec:
         failed.append(f"the model's bands fail Kupiec ({', '.join(bad_bands) or 'none scored'})")
     if not failed:
-        return Route(LSTM, f"the model earned it on {n} {scope} days", evidence)
-    garch_mean, naive_mean = float(np.mean(garch.pinball)), float(np.mean(naive.pinball))
-    best = GARCH_METHOD if garch_mean < naive_mean else NAIVE_METHOD
+        return Route(NETWORK, f"the model earned it on {n} {scope} days", evidence)
+    best = strongest or RANDOM_WALK
     return Route(best, f"{'; '.join(failed)}; {best} had the lower pinball", evidence)

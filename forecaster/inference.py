@@ -19,26 +19,22 @@ import torch
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 from torch import nn
 
+from forecaster import methods
 from forecaster.calibration import (
     Calibration,
     Outcomes,
-    conformity_scores,
+    apply_calibration,
     latest_calibration,
+    path_calibration,
     recalibrate,
 )
 from forecaster.config import FeatureConfig, ForecasterConfig, level_key
 from forecaster.errors import DataValidationError, ModelFormatError
-from forecaster.fallback import (
-    GARCH_MIN_RETURNS,
-    fit_garch,
-    garch_path,
-    log_returns,
-    naive_path,
-)
 from forecaster.features import warmup_rows
 from forecaster.forward import predict_quantiles
-from forecaster.gate import GARCH_METHOD, LSTM, NAIVE_METHOD, Route
+from forecaster.gate import Route
 from forecaster.levels import interval_columns, median_index
+from forecaster.methods import FALLBACK, NETWORK, Method, log_returns
 from forecaster.model.network import LSTMQuantileNet, combine
 from forecaster.quantile_forecast import implied_volatility, to_prices
 from forecaster.scaling import FeatureScaler
@@ -71,6 +67,43 @@ def quantile_column(level: float) -> str:
 
 
 @dataclass(frozen=True)
+class MethodSpec:
+    """A classic method as the bundle serves it: the settings it is built with and the
+    parameters fitted on each universe ticker's training days (none for the random walk)."""
+
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "settings": dict(self.settings),
+            "params": {t: dict(p) for t, p in self.params.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MethodSpec:
+        return cls(
+            settings=dict(data.get("settings") or {}),
+            params={
+                str(t): {str(k): float(v) for k, v in p.items()}
+                for t, p in (data.get("params") or {}).items()
+            },
+        )
+
+
+def _legacy_methods(serving: Mapping[str, Any]) -> dict[str, MethodSpec]:
+    """The classic methods of a bundle written before they were stored by name."""
+    garch = {
+        str(t): {str(k): float(v) for k, v in p.items()}
+        for t, p in (serving.get("garch_params") or {}).items()
+    }
+    return {
+        "naive": MethodSpec({"window": int(serving.get("naive_window", 250))}),
+        "garch": MethodSpec({}, garch),
+    }
+
+
+@dataclass(frozen=True)
 class ModelBundle:
     """Everything besides the weights that inference needs, stored as JSON in the model."""
 
@@ -99,10 +132,10 @@ class ModelBundle:
     # network then serves every ticker, as it did.
     routes: Mapping[str, Route] = field(default_factory=dict)
     unseen: Route | None = None
-    # GARCH(1,1)-t parameters (percent units) fitted on each universe ticker's training returns,
-    # filtered over a request's history when GARCH serves that ticker.
-    garch_params: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-    naive_window: int = 250  # trailing returns behind the served random walk
+    # Each classic method by name (forecaster.methods): its settings and the parameters fitted
+    # on each universe ticker's training returns, filtered over a request's history (no refit)
+    # when that method serves the ticker.
+    methods: Mapping[str, MethodSpec] = field(default_factory=dict)
     # Per-ticker band recalibration (forecaster.calibration): the rolling window, and each
     # universe ticker's factors as of the end of training, for histories too short to
     # calibrate on. None: bands as the network makes them (and every bundle made before).
@@ -139,8 +172,7 @@ class ModelBundle:
                 "serving": {
                     "routes": {t: r.to_dict() for t, r in self.routes.items()},
                     "unseen": self.unseen.to_dict() if self.unseen is not None else None,
-                    "garch_params": {t: dict(p) for t, p in self.garch_params.items()},
-                    "naive_window": self.naive_window,
+                    "methods": {name: spec.to_dict() for name, spec in self.methods.items()},
                     "calibration_window": self.calibration_window,
                     "calibration_min_days": self.calibration_min_days,
                     "calibration": {t: c.to_dict() for t, c in self.calibration.items()},
@@ -186,11 +218,11 @@ class ModelBundle:
             },
             routes={str(t): Route.from_dict(r) for t, r in (serving.get("routes") or {}).items()},
             unseen=Route.from_dict(serving["unseen"]) if serving.get("unseen") else None,
-            garch_params={
-                str(t): {str(k): float(v) for k, v in p.items()}
-                for t, p in (serving.get("garch_params") or {}).items()
-            },
-            naive_window=int(serving.get("naive_window", 250)),
+            methods=(
+                {str(n): MethodSpec.from_dict(m) for n, m in serving["methods"].items()}
+                if "methods" in serving
+                else _legacy_methods(serving)
+            ),
             calibration_window=(
                 int(serving["calibration_window"]) if serving.get("calibration_window") else None
             ),
@@ -210,7 +242,7 @@ class ModelBundle:
         universe: Mapping[str, Mapping[str, str]] | None = None,
         routes: Mapping[str, Route] | None = None,
         unseen: Route | None = None,
-        garch_params: Mapping[str, Mapping[str, float]] | None = None,
+        method_params: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
         calibration: Mapping[str, Calibration] | None = None,
     ) -> ModelBundle:
         """The one recipe from a config (and the data it was fitted on) to a bundle."""
@@ -238,8 +270,10 @@ class ModelBundle:
             universe=dict(universe or {}),
             routes=dict(routes or {}),
             unseen=unseen,
-            garch_params=dict(garch_params or {}),
-            naive_window=config.evaluation.naive_window,
+            methods={
+                name: MethodSpec(method.settings(), dict((method_params or {}).get(name) or {}))
+                for name, method in methods.configured(config.evaluation).items()
+            },
             calibration_window=config.model.calibration_window,
             calibration_min_days=config.model.calibration_min_days,
             calibration=dict(calibration or {}),
@@ -290,6 +324,11 @@ class ModelBundle:
             )
         return None
 
+    def params(self, method: str, ticker: str) -> Mapping[str, float] | None:
+        """A classic method's parameters for a universe ticker, or None (none fitted)."""
+        spec = self.methods.get(method)
+        return None if spec is None else spec.params.get(ticker)
+
     @property
     def min_history(self) -> int:
         """Rows of daily history one forecast needs."""
@@ -313,6 +352,9 @@ class Forecaster:
     def __init__(self, bundle: ModelBundle, network: nn.Module) -> None:
         self.bundle = bundle
         self.network = network.eval()
+        self._methods = {name: methods.build(name, spec.settings)
+                         for name, spec in bundle.methods.items()}  # fmt: skip
+        self._methods.setdefault(FALLBACK, methods.build(FALLBACK))
 
     @classmethod
     def load(cls, bundle_path: Path, weights_path: Path) -> Forecaster:
@@ -334,54 +376,52 @@ class Forecaster:
         before routing, where the network serves every ticker)."""
         return self.bundle.routes.get(ticker, self.bundle.unseen)
 
+    def method(self, name: str) -> Method:
+        """A classic method as the bundle stores it (the random walk for a name it lacks)."""
+        found = self._methods.get(name)
+        return found if found is not None else self._methods[FALLBACK]
+
+    def fits_on_request(self, ticker: str, method: str) -> bool:
+        """Whether serving `method` for `ticker` estimates parameters on the request's history
+        (a ticker with no fitted parameters; tens of milliseconds, so callers may offload it)."""
+        chosen = self.method(method)
+        return chosen.estimates and self.bundle.params(chosen.name, ticker) is None
+
+    def _params(
+        self, ticker: str, chosen: Method, closes: np.ndarray
+    ) -> tuple[Method, Mapping[str, float], bool]:
+        """The method and parameters that serve: the bundle's, else a fit on the history when
+        it is long enough and converges, else the random walk's (nothing to fit)."""
+        params = self.bundle.params(chosen.name, ticker)
+        if params is not None or not chosen.estimates:
+            return chosen, params or {}, False
+        if len(closes) - 1 >= chosen.fit_min_returns:
+            fitted = chosen.fit(closes)
+            if fitted.problem is None:
+                return chosen, fitted.params, True
+            logger.info("%s: %s fit refused (%s); the random walk answers", ticker, chosen.name,
+                        fitted.problem)  # fmt: skip
+        return self._methods[FALLBACK], {}, False
+
     def baseline_forecast(
         self, ticker: str, method: str, closes: np.ndarray, days: np.ndarray | None = None
     ) -> Served:
-        """A baseline's next-day quantiles from a history's closes: GARCH with the ticker's
+        """A classic method's next-day quantiles from a history's closes, with the ticker's
         training parameters, else fitted on the history when it is long enough, else the
-        random walk (which also answers when `method` is naive). With the history's `days`,
-        its bands are recalibrated on the baseline's own forecasts over them, as the network's
-        are."""
-        levels = self.bundle.quantiles
-        if method == GARCH_METHOD:
-            params = self.bundle.garch_params.get(ticker)
-            fitted = params is None
-            if fitted and len(closes) - 1 >= GARCH_MIN_RETURNS:
-                try:
-                    params = fit_garch(closes)
-                except DataValidationError as exc:
-                    logger.info("%s: GARCH fit refused (%s); the random walk answers", ticker, exc)
-            if params is not None:
-                path = garch_path(closes, levels, params)
-                return self._calibrated(GARCH_METHOD, path, closes, days, fitted)
-        window = self.bundle.calibration_window if days is not None else None
-        path = naive_path(closes, levels, self.bundle.naive_window, window or 0)
-        return self._calibrated(NAIVE_METHOD, path, closes, days)
-
-    def _calibrated(
-        self,
-        method: str,
-        path: np.ndarray,
-        closes: np.ndarray,
-        days: np.ndarray | None,
-        fitted_on_request: bool = False,
-    ) -> Served:
-        """The path's last row (the next day), its bands rescaled by the conformal factors
-        of the path's earlier rows against the returns that followed them."""
+        random walk. With the history's `days`, its bands are recalibrated on the method's own
+        forecasts over them, as the network's are."""
         bundle, window = self.bundle, self.bundle.calibration_window
+        chosen, params, fitted = self._params(ticker, self.method(method), closes)
+        back = window if days is not None and window is not None else 0
+        first = max(chosen.earliest, len(closes) - 1 - back)
+        path = chosen.path(closes, params, bundle.quantiles, first)
         calibration = None
-        if window is not None and days is not None:
-            known = path[:-1][-window:]
-            if len(known) >= bundle.calibration_min_days:
-                realised = log_returns(closes)[-len(known) :]
-                scores = conformity_scores(known, realised, bundle.quantiles,
-                                           bundle.served_intervals)  # fmt: skip
-                known_at = np.asarray(days, dtype="datetime64[ns]")[-len(known) :]
-                calibration = latest_calibration(scores, known_at, window,
-                                                 bundle.calibration_min_days,
-                                                 bundle.served_intervals, "history")  # fmt: skip
-        return Served(method, self.calibrate(path[-1], calibration), fitted_on_request,
-                      calibration)  # fmt: skip
+        if back:
+            known_at = np.asarray(days, dtype="datetime64[ns]")[first + 1 :]
+            calibration = path_calibration(path[:-1], log_returns(closes)[first:], known_at,
+                                           back, bundle.calibration_min_days, bundle.quantiles,
+                                           bundle.served_intervals, "history")  # fmt: skip
+        return Served(chosen.name, self.calibrate(path[-1], calibration), fitted, calibration)
 
     def _history_outcomes(
         self, history: pd.DataFrame, ticker: str
@@ -429,12 +469,8 @@ class Forecaster:
 
     def calibrate(self, q: np.ndarray, calibration: Calibration | None) -> np.ndarray:
         """Quantiles (one row or (n, levels)) with the calibration's band factors applied."""
-        if calibration is None:
-            return q
-        intervals = self.bundle.served_intervals
-        rows = np.atleast_2d(q)
-        out = recalibrate(rows, calibration.array(intervals), self.bundle.quantiles, intervals)
-        return out if q.ndim == 2 else out[0]
+        return apply_calibration(q, calibration, self.bundle.quantiles,
+                                 self.bundle.served_intervals)  # fmt: skip
 
     def rows(
         self, ticker: str, as_of: pd.DatetimeIndex, last_close: np.ndarray, q: np.ndarray
@@ -523,12 +559,12 @@ class Forecaster:
         the network (its bands recalibrated), or a baseline. What the API, `predict` and a
         server-side history all answer with."""
         route = self.route_for(ticker)
-        if route is not None and route.method != LSTM:
+        if route is not None and route.method != NETWORK:
             return self.baseline_forecast(ticker, route.method, history[CLOSE].to_numpy(),
                                           history.index.to_numpy())  # fmt: skip
         window = self.prepare_window(history)
         calibration = self.calibration_for(ticker, history)
-        return Served(LSTM, self.calibrate(self.forecast_window(window), calibration),
+        return Served(NETWORK, self.calibrate(self.forecast_window(window), calibration),
                       calibration=calibration)  # fmt: skip
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 from forecaster import levels as level_math
 from forecaster import scores
 from forecaster.config import MonitoringConfig, level_key
-from forecaster.forecasters.naive import MIN_RETURNS, empirical_quantiles
+from forecaster.methods import RandomWalk
 
 
 @dataclass(frozen=True)
@@ -181,13 +181,13 @@ def naive_quantiles(
     closes: pd.Series, as_of: date, levels: Sequence[float], window: int
 ) -> dict[float, float] | None:
     """The random walk's quantiles (price) as of a day, from the trailing `window` daily log
-    returns up to it, as the backtest's naive baseline computes them."""
+    returns up to it: the method the backtest scores and the service serves."""
     past = closes.loc[: pd.Timestamp(as_of)].to_numpy()
-    trailing = np.diff(np.log(past))[-window:]
-    if len(trailing) < MIN_RETURNS:
+    walk = RandomWalk(window)
+    if len(past) - 1 < walk.min_returns:
         return None
     last = float(past[-1])
-    q = empirical_quantiles(trailing, levels)
+    q = walk.next_day(past, {}, levels)
     return {float(lv): last * float(np.exp(v)) for lv, v in zip(levels, q, strict=True)}
 
 

@@ -15,7 +15,7 @@ import os
 
 from forecaster.config import ForecasterConfig
 from forecaster.dataset import prepare
-from forecaster.forecasters.lstm import LSTMForecaster
+from forecaster.methods.lstm import LSTMForecaster
 from forecaster.sources import load_frames
 
 logger = logging.getLogger(__name__)

@@ -23,9 +23,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from forecaster.calendar import TradingCalendar
 from forecaster.config import ForecasterConfig
 from forecaster.errors import DataError, PredictionLogError, ServiceRequestError, first_line
-from forecaster.gate import LSTM
 from forecaster.inference import quantile_column
 from forecaster.local_state import shown_url
+from forecaster.methods import NETWORK
 from forecaster.predlog import repository
 from forecaster.predlog.migrate import open_log
 from forecaster.quantile_forecast import QuantileForecast
@@ -79,8 +79,8 @@ def run_replay(
         if chosen.empty:
             raise _no_days(ticker, start, end)
         route = forecaster.route_for(ticker)
-        method = LSTM if route is None else route.method
-        if method != LSTM:  # as the API serves it: the baseline from the history up to each day
+        method = NETWORK if route is None else route.method
+        if method != NETWORK:  # as the API serves it: the baseline from the history up to each day
             closes, dates = history[CLOSE].to_numpy(), history.index.to_numpy()
             as_of = pd.DatetimeIndex(pd.to_datetime(chosen["as_of"]))
             served = [

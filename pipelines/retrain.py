@@ -26,9 +26,9 @@ from forecaster.backtest import (
     FoldResult,
     day_scores,
     fit_baselines,
-    garch_params,
     gate_config,
     leave_tickers_out,
+    method_params,
     model_calibrations,
     score_on_test,
     ticker_routes,
@@ -38,11 +38,11 @@ from forecaster.config import ForecasterConfig
 from forecaster.dataset import PreparedData, prepare
 from forecaster.errors import DataValidationError, RetrainError, TrackingError, first_line
 from forecaster.evaluation import MODEL, NAIVE, Evaluation, summary_row
-from forecaster.forecasters import QuantileForecaster
-from forecaster.forecasters.lstm import LSTMForecaster
 from forecaster.gate import ChampionScores, Decision, Route, decide
 from forecaster.inference import Forecaster, ModelBundle
 from forecaster.levels import shared
+from forecaster.methods.lstm import LSTMForecaster
+from forecaster.methods.windowed import QuantileForecaster
 from forecaster.registry import (
     CHAMPION,
     alias_version,
@@ -280,7 +280,7 @@ def register_step(data: PreparedData, evaluated: Evaluated, config: ForecasterCo
         data.universe(),
         routes=evaluated.routes,
         unseen=evaluated.unseen,
-        garch_params=garch_params(evaluated.fold),
+        method_params=method_params(evaluated.fold),
         calibration=model_calibrations(evaluated.fold),
     )
     forecaster = Forecaster(bundle, evaluated.fold.trained.network)

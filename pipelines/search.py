@@ -28,7 +28,7 @@ from forecaster.config import (
 )
 from forecaster.dataset import PreparedData, build_windows, fit_scaler, last_train_days
 from forecaster.errors import ConfigError
-from forecaster.forecasters.lstm import LSTMForecaster
+from forecaster.methods.lstm import LSTMForecaster
 from forecaster.scores import pinball
 from forecaster.splits import chronological_split, walk_forward_folds
 from forecaster.train import EpochRecord

@@ -21,8 +21,8 @@ import pandas as pd
 from forecaster import sources
 from forecaster.calibration import Calibration
 from forecaster.errors import DataError, SourceUnavailableError
-from forecaster.gate import LSTM
 from forecaster.inference import Forecaster
+from forecaster.methods import NETWORK
 from forecaster.schemas import CLOSE
 from forecaster.sources.base import OHLCVSource
 from service.settings import ServiceSettings
@@ -43,7 +43,7 @@ class PreparedHistory:
     as_of: pd.Timestamp
     last_close: float
     quantiles: np.ndarray  # (n_quantiles,) log returns
-    method: str = LSTM  # the forecaster that made them (gate.METHODS)
+    method: str = NETWORK  # the method that made them (forecaster.methods.names())
     calibration: Calibration | None = None  # the band factors applied to the model's bands
 
 

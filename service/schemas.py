@@ -66,7 +66,7 @@ class ModelRef(BaseModel):
 
 
 class Evidence(BaseModel):
-    """What the method rests on: the model's scores against both baselines on the same days."""
+    """What the method rests on: the model's scores against every comparator on the same days."""
 
     scope: Literal["ticker", "unseen"] = Field(
         description="'ticker': this ticker's own test days; 'unseen': the rule for tickers "
@@ -87,6 +87,21 @@ class Evidence(BaseModel):
     )
     kupiec_pvalues: dict[str, float | None] = Field(
         description="Kupiec p of the model's central intervals, by nominal coverage"
+    )
+    pinball_ratios: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="the model's pinball over each comparator's, by method name (below 1: better)",
+    )
+    p_model_worse: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="one-sided Diebold-Mariano p that the model is worse than each comparator "
+        "but the random walk, by method name",
+    )
+    strongest_comparator: str | None = Field(
+        None, description="the comparator with the lowest pinball on these days"
+    )
+    pinball_ratio_vs_strongest: float | None = Field(
+        None, description="the model's pinball over the strongest comparator's"
     )
     reason: str = Field(description="why this method serves the ticker")
 
@@ -167,6 +182,10 @@ def evidence_of(route: Route) -> Evidence:
         p_model_not_better_than_naive=e.p_model_not_better_than_naive,
         p_model_worse_than_garch=e.p_model_worse_than_garch,
         kupiec_pvalues=dict(e.kupiec_pvalues),
+        pinball_ratios=dict(e.pinball_ratios),
+        p_model_worse=dict(e.p_model_worse),
+        strongest_comparator=e.strongest,
+        pinball_ratio_vs_strongest=e.pinball_ratio_vs_strongest,
         reason=route.reason,
     )
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from forecaster import version_tags
-from forecaster.fallback import GARCH_MIN_RETURNS, NAIVE_MIN_RETURNS
+from forecaster.methods import Garch, RandomWalk
 from service.deps import Model
 from service.schemas import ModelInfo, TickerRange, calibration_of, served_by
 
@@ -32,8 +32,8 @@ async def model_info(model: Model) -> ModelInfo:
         unseen=served_by(bundle.unseen) if bundle.unseen is not None else None,
         history_rows={
             "lstm": bundle.min_history,
-            "garch_fit": GARCH_MIN_RETURNS + 1,
-            "naive": NAIVE_MIN_RETURNS + 1,
+            "garch_fit": Garch.fit_min_returns + 1,
+            "naive": RandomWalk.min_returns + 1,
             **(
                 {"lstm_calibrated": bundle.min_history + bundle.calibration_window}
                 if bundle.calibration_window is not None

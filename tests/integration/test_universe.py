@@ -144,7 +144,7 @@ def test_each_ticker_is_routed_by_the_pure_rule_on_its_own_days(
     assert ev is not None
     gate = gate_config(config)
     expected = {
-        t: route(day_scores(e, "model"), day_scores(e, "naive"), day_scores(e, "garch"), gate)
+        t: route(day_scores(e, "model"), {n: day_scores(e, n) for n in ("naive", "garch")}, gate)
         for t, e in ev.by_ticker().items()
     }
     assert trained.routes == expected
@@ -153,7 +153,7 @@ def test_each_ticker_is_routed_by_the_pure_rule_on_its_own_days(
     path = mlflow.artifacts.download_artifacts(f"{trained.model_uri}/artifacts/{BUNDLE_FILE}")
     bundle = ModelBundle.from_json(Path(path).read_text(encoding="utf-8"))
     assert bundle.routes == expected
-    assert set(bundle.garch_params) == {"^GSPC", "AAPL"}
+    assert set(bundle.methods["garch"].params) == {"^GSPC", "AAPL"}
     # Leave-tickers-out: the last ticker (AAPL) was held out of a second training and scored
     # on its own test days; that evidence decides how tickers outside the universe are served.
     assert trained.unseen is not None
@@ -175,7 +175,7 @@ def test_held_out_tickers_reach_neither_the_network_nor_the_scaler(
     from forecaster import backtest
     from forecaster.dataset import PreparedData, fit_scaler, last_train_days
     from forecaster.evaluation import evaluate
-    from forecaster.forecasters.lstm import LSTMForecaster
+    from forecaster.methods.lstm import LSTMForecaster
 
     data = prepare(load_frames(config.data), config)
     seen: list[PreparedData] = []

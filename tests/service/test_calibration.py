@@ -104,10 +104,15 @@ def test_the_same_rows_sent_again_reuse_their_band_factors(
         first = client.post("/v1/predictions", json={"ticker": "ZZZ", "history": history}).json()
         again = client.post("/v1/predictions", json={"ticker": "ZZZ", "history": history}).json()
         other = client.post("/v1/predictions", json={"ticker": "YYY", "history": history}).json()
+        # One high price changed inside the rows the factors read: same dates, new factors.
+        moved = [dict(r) for r in history]
+        moved[-100]["high"] = float(moved[-100]["high"]) * 1.5  # type: ignore[arg-type]
+        changed = client.post("/v1/predictions", json={"ticker": "ZZZ", "history": moved}).json()
         held = client.app.state.service.history.calibrations_held  # type: ignore[attr-defined]
     assert first["quantiles"] == again["quantiles"]
     assert first["calibration"] == again["calibration"] == other["calibration"]
-    assert held == 2  # one per (version, ticker, rows)
+    assert changed["calibration"]["source"] == "history"
+    assert held == 3  # one per (version, ticker, rows): changed prices are other rows
 
 
 def test_server_history_recalibrates_from_its_latest_outcomes(

@@ -17,9 +17,9 @@ from mlflow import MlflowClient
 
 from forecaster.backtest import unseen_route
 from forecaster.config import level_key
-from forecaster.fallback import GARCH_MIN_RETURNS, fit_garch, garch_quantiles, naive_quantiles
 from forecaster.gate import Evidence, Route
-from forecaster.inference import BUNDLE_FILE, WEIGHTS_FILE, Forecaster
+from forecaster.inference import BUNDLE_FILE, WEIGHTS_FILE, Forecaster, MethodSpec
+from forecaster.methods import Garch
 from forecaster.registry import register
 from forecaster.sources import SampleSource
 from forecaster.tracking import log_pyfunc
@@ -32,7 +32,24 @@ from tests.service.conftest import Registry
 
 NAME = "stock-routed"
 PARAMS = {"mu": 0.04, "omega": 0.02, "alpha[1]": 0.1, "beta[1]": 0.88, "nu": 6.0}
-EVIDENCE = Evidence("ticker", 747, 1.01, 1.03, 0.71, 0.004, {"0.5": 0.3, "0.8": 0.5, "0.9": 0.6})
+EVIDENCE = Evidence("ticker", 747, {"naive": 1.01, "garch": 1.03}, {"garch": 0.004}, 0.71,
+                    {"0.5": 0.3, "0.8": 0.5, "0.9": 0.6}, "garch")  # fmt: skip
+GARCH_MIN_RETURNS = Garch.fit_min_returns
+
+
+def garch_quantiles(
+    closes: np.ndarray, levels: tuple[float, ...], params: dict[str, float]
+) -> np.ndarray:
+    return Garch().next_day(closes, params, levels)
+
+
+def fit_garch(closes: np.ndarray) -> dict[str, float]:
+    return Garch().fit(closes).params
+
+
+def naive_quantiles(closes: np.ndarray, levels: tuple[float, ...], window: int) -> np.ndarray:
+    trailing = np.diff(np.log(closes))[-window:]
+    return np.quantile(trailing, levels) - np.median(trailing)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +66,7 @@ def routed(registry: Registry) -> str:
         trained.bundle,
         routes={"^GSPC": Route("garch", "hand-set for the test", EVIDENCE)},
         unseen=unseen_route(config),
-        garch_params={"^GSPC": PARAMS},
+        methods={**trained.bundle.methods, "garch": MethodSpec({}, {"^GSPC": PARAMS})},
         calibration_window=None,  # raw bands: tests/service/test_calibration.py covers those
     )
     frames = {"^GSPC": SampleSource().load("^GSPC")}

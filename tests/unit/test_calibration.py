@@ -109,6 +109,15 @@ def test_outcomes_merge_once_per_day_and_never_mix_tickers() -> None:
                     np.concatenate([days(2), days(2)]), LEVELS, INTERVALS)  # fmt: skip
     merged = a.merged(a)
     assert len(merged.tickers) == 4
+    # A's outcomes both missed its bands' median by 0 and 3, B's the same: give B calm days
+    # instead, so a factor that mixed the two tickers would differ from each one's own.
+    calm = Outcomes.of(q, np.array([0.0, 3.0, 0.0, 0.1]), a.tickers, a.known_at, LEVELS,
+                       INTERVALS)  # fmt: skip
+    both = calm.factors(np.array(["A", "B"], dtype=object), days(2, "2021-01-01"), 10, 2,
+                        INTERVALS)  # fmt: skip
+    np.testing.assert_allclose(both[0], band_factors(calm.scores[:2], INTERVALS))
+    np.testing.assert_allclose(both[1], band_factors(calm.scores[2:], INTERVALS))
+    assert not np.allclose(both[0], both[1])
     factors = merged.factors(np.array(["A", "C"], dtype=object), days(2, "2021-01-01"), 10, 2,
                              INTERVALS)  # fmt: skip
     assert not np.isnan(factors[0]).any()
@@ -120,6 +129,15 @@ def test_latest_calibration_round_trips() -> None:
     found = latest_calibration(scores, days(100), 80, 60, INTERVALS, "training")
     assert found is not None
     assert found.days == 80
+    # The newest 80 outcomes (scores 20..99), not the oldest: the conformal quantile of those.
+    newest = band_factors(scores[20:], INTERVALS)
+    assert found.array(INTERVALS) == pytest.approx(newest)
+    assert not np.allclose(newest, band_factors(scores[:80], INTERVALS))
+    # Order is by the day each outcome became known, whatever order the rows come in.
+    shuffled = np.random.default_rng(0).permutation(100)
+    again = latest_calibration(scores[shuffled], days(100)[shuffled], 80, 60, INTERVALS, "x")
+    assert again is not None
+    assert again.array(INTERVALS) == pytest.approx(newest)
     assert found.through == "2020-04-09"
     assert Calibration.from_dict(found.to_dict()) == found
     assert latest_calibration(scores[:10], days(10), 80, 60, INTERVALS, "training") is None
@@ -132,9 +150,9 @@ def test_a_baselines_bands_are_recalibrated_on_its_own_recent_forecasts() -> Non
     from dataclasses import replace
 
     from forecaster.config import load_config
-    from forecaster.fallback import garch_path, log_returns
     from forecaster.features import compute_features
-    from forecaster.inference import Forecaster, ModelBundle
+    from forecaster.inference import Forecaster, MethodSpec, ModelBundle
+    from forecaster.methods import Garch, log_returns
     from forecaster.scaling import FeatureScaler
     from forecaster.sources import SampleSource
 
@@ -144,7 +162,10 @@ def test_a_baselines_bands_are_recalibrated_on_its_own_recent_forecasts() -> Non
         compute_features(sample, config.features).to_numpy(), config.features.names
     )
     narrow = {"mu": 0.0, "omega": 0.001, "alpha[1]": 0.01, "beta[1]": 0.5, "nu": 30.0}
-    bundle = replace(ModelBundle.from_config(config, scaler), garch_params={"X": narrow})
+    configured = ModelBundle.from_config(config, scaler)
+    bundle = replace(
+        configured, methods={**configured.methods, "garch": MethodSpec({}, {"X": narrow})}
+    )
     forecaster = Forecaster(bundle, bundle.build_network())
     closes, days = sample["close"].to_numpy(), sample.index.to_numpy()
 
@@ -154,7 +175,7 @@ def test_a_baselines_bands_are_recalibrated_on_its_own_recent_forecasts() -> Non
     assert served.calibration is not None
     assert served.calibration.source == "history"
     assert served.calibration.days == 250
-    path = garch_path(closes, LEVELS, narrow)
+    path = Garch().path(closes, narrow, LEVELS, 0)
     realised = log_returns(closes)[-250:]
     before = np.mean((realised >= path[-251:-1, 1]) & (realised <= path[-251:-1, 5]))
     assert before < 0.5  # the raw 80% band held under half of them

@@ -10,6 +10,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING_ONLY = (
     "forecaster.train",
+    "forecaster.backtest",
+    "forecaster.methods.lstm",
+    "forecaster.methods.linear",
+    "forecaster.methods.windowed",
     "forecaster.model.lit_module",
     "forecaster.model.datamodule",
     "forecaster.evaluation",
@@ -130,4 +134,42 @@ def test_version_tag_names_are_spelled_in_one_module() -> None:
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Constant) and node.value in names:
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}")
+    assert found == []
+
+
+CLASSIC_METHOD_FILES = ("__init__.py", "base.py", "random_walk.py", "garch.py")
+
+
+def test_classic_methods_are_served_code() -> None:
+    """The classic methods are what the service filters at request time: numpy and scipy, the
+    shared values at the top of the library, and each other; never the data pipeline, the
+    network or training. `arch` is imported inside a fit only, so serving never loads it."""
+    allowed = ("forecaster.config", "forecaster.errors", "forecaster.methods")
+    heavy = ("torch", "lightning", "pandas", "arch", "sklearn")
+    found = []
+    for name in CLASSIC_METHOD_FILES:
+        path = ROOT / "forecaster" / "methods" / name
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        everywhere = imported_modules("forecaster/methods")[str(path.relative_to(ROOT))]
+        found += [f"{name} imports {m}" for m in everywhere
+                  if m.startswith("forecaster") and not m.startswith(allowed)]  # fmt: skip
+        top = {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+        top |= {n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.module}
+        found += [f"{name} imports {m} at module level" for m in top if m.startswith(heavy)]
+    assert found == []
+
+
+def test_each_method_is_implemented_once() -> None:
+    """One implementation per method: the served quantile maths (the GARCH recursion, the random
+    walk's trailing quantiles, daily log returns) is defined in forecaster/methods only."""
+    defined = ("def log_returns", "def garch_variances", "def standardised_t",
+               "def _sorted_quantiles", "def empirical_quantiles")  # fmt: skip
+    found = [
+        f"{path.relative_to(ROOT)}: {d}"
+        for package in ("forecaster", "pipelines", "service", "benchmarks")
+        for path in (ROOT / package).rglob("*.py")
+        if "methods" not in path.relative_to(ROOT).parts
+        for d in defined
+        if d + "(" in path.read_text(encoding="utf-8")
+    ]
     assert found == []

@@ -12,13 +12,10 @@ import torch
 from forecaster.config import ForecasterConfig, load_config
 from forecaster.dataset import prepare
 from forecaster.evaluation import evaluate, point_metrics
-from forecaster.forecasters import (
-    GarchForecaster,
-    LinearQuantileForecaster,
-    NaiveEmpiricalForecaster,
-)
-from forecaster.forecasters.linear import fit_ridge
 from forecaster.inference import ModelBundle
+from forecaster.methods import Garch, RandomWalk
+from forecaster.methods.linear import LinearQuantileForecaster, fit_ridge
+from forecaster.methods.windowed import ClassicForecaster
 from forecaster.model.lit_module import pinball_loss
 from forecaster.model.network import LSTMQuantileNet, QuantileEnsemble, combine
 from forecaster.scaling import FeatureScaler
@@ -194,8 +191,8 @@ def _prepared(config: ForecasterConfig, frames):  # type: ignore[no-untyped-def]
 def test_baselines_give_ordered_quantiles_and_never_see_the_future(walk_data, name: str) -> None:  # type: ignore[no-untyped-def]
     config, frames = walk_data
     make = {
-        "naive": lambda: NaiveEmpiricalForecaster(LEVELS, window=250),
-        "garch": lambda: GarchForecaster(LEVELS),
+        "naive": lambda: ClassicForecaster(RandomWalk(window=250), LEVELS),
+        "garch": lambda: ClassicForecaster(Garch(), LEVELS),
         "linear": lambda: LinearQuantileForecaster(LEVELS, config.training.ridge_alphas),
     }[name]
     data = _prepared(config, frames)
@@ -227,7 +224,7 @@ def test_garch_is_fitted_on_training_days_and_reacts_to_shocks(sample_frame) -> 
     frame = sample_frame.loc["2006":]
     frame.attrs = sample_frame.attrs
     data = _prepared(config, {"^GSPC": frame})
-    garch = GarchForecaster(LEVELS).fit(data)
+    garch = ClassicForecaster(Garch(), LEVELS).fit(data)
     params = garch.params["^GSPC"]
     assert 0 < params["alpha[1]"] < 0.3
     assert 0.6 < params["alpha[1]"] + params["beta[1]"] < 1
@@ -243,7 +240,7 @@ def test_naive_is_the_recentred_empirical_distribution(walk_data) -> None:  # ty
     config, frames = walk_data
     data = _prepared(config, frames)
     test = data.windows.take(data.split.test)
-    q = NaiveEmpiricalForecaster(LEVELS, window=250).fit(data).predict(test)
+    q = ClassicForecaster(RandomWalk(window=250), LEVELS).fit(data).predict(test)
     close = frames["WALK"][CLOSE]
     returns = np.log(close).diff().loc[: pd.Timestamp(test.end_dates[0])].to_numpy()[-250:]
     expected = np.quantile(returns, LEVELS) - np.median(returns)

@@ -106,3 +106,29 @@ def test_pit_is_uniform_for_the_true_distribution() -> None:
 def test_bad_levels_are_refused(levels: tuple[float, ...]) -> None:
     with pytest.raises(ValueError, match="levels"):
         scores.pinball(np.zeros((1, len(levels))), np.zeros(1), levels)
+
+
+def test_christoffersen_against_a_hand_computation() -> None:
+    """Christoffersen (1998): transitions of 0 0 1 1 1 0 0 0 1 1 0 0 are n00=4, n01=2, n10=2,
+    n11=3, so pi0 = 1/3, pi1 = 3/5 and pi = 5/11; LR = -2 (log L(pi) - log L(pi0, pi1))."""
+    hits = np.array([0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0], dtype=bool)
+    log_null = 6 * math.log(6 / 11) + 5 * math.log(5 / 11)
+    log_alt = (4 * math.log(2 / 3) + 2 * math.log(1 / 3)
+               + 2 * math.log(2 / 5) + 3 * math.log(3 / 5))  # fmt: skip
+    lr = -2 * (log_null - log_alt)
+    assert lr == pytest.approx(0.789917, abs=1e-6)
+    assert scores.christoffersen_pvalue(hits) == pytest.approx(stats.chi2.sf(lr, 1), rel=1e-12)
+    assert scores.christoffersen_pvalue(hits) == pytest.approx(0.374125, abs=1e-6)
+
+
+def test_diebold_mariano_against_a_hand_computation() -> None:
+    """Loss differential d = (3 1 4 1 5 9) - 2 = (1 -1 2 -1 3 7): mean 11/6, variance (ddof 0)
+    269/36, DM = mean / sqrt(var / n) = 1.6428, times the Harvey-Leybourne-Newbold factor
+    sqrt((n + 1 - 2h + h(h - 1)/n) / n) = sqrt(5/6) for h = 1; p from Student's t with n - 1."""
+    stat, better, worse = scores.diebold_mariano(np.array([3, 1, 4, 1, 5, 9.0]), np.full(6, 2.0))
+    expected = (11 / 6) / math.sqrt((269 / 36) / 6) * math.sqrt(5 / 6)
+    assert stat == pytest.approx(expected, rel=1e-12)
+    assert stat == pytest.approx(1.499690, abs=1e-6)
+    assert worse == pytest.approx(stats.t.sf(expected, df=5), rel=1e-12)
+    assert worse == pytest.approx(0.096990, abs=1e-6)
+    assert better == pytest.approx(1 - worse, rel=1e-12)

@@ -11,7 +11,7 @@ from forecaster.calibration import Calibration, Outcomes, latest_calibration, re
 from forecaster.config import ForecasterConfig
 from forecaster.dataset import PreparedData
 from forecaster.errors import NotFittedError
-from forecaster.forecasters.base import QuantileForecaster
+from forecaster.methods.windowed import QuantileForecaster
 from forecaster.scaling import FeatureScaler
 from forecaster.train import TrainedModel, train_network
 from forecaster.windows import Windows

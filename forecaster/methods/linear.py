@@ -9,7 +9,7 @@ from sklearn.linear_model import Ridge
 
 from forecaster.dataset import PreparedData
 from forecaster.errors import NotFittedError
-from forecaster.forecasters.base import QuantileForecaster
+from forecaster.methods.windowed import QuantileForecaster
 from forecaster.scaling import FeatureScaler
 from forecaster.windows import Windows
 

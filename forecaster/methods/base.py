@@ -1,0 +1,88 @@
+"""The one interface of a classic forecasting method: fitted once, then filtered over any history.
+
+A method (the random walk, GARCH(1,1)-t, ...) works on a history's closes. `fit` estimates its
+parameters from a ticker's training closes (or, for a ticker no model has seen, from a request's
+own history); `path` runs those fixed parameters over any history and gives the forecast made as
+of each close, with no refit. The backtest scores `path` over a ticker's whole series and the
+service answers with its last row, so what is scored is, to the last digit, what is served.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from forecaster.config import EvaluationConfig
+
+Params = Mapping[str, float]
+
+
+def log_returns(closes: np.ndarray) -> np.ndarray:
+    """(n - 1,) daily log returns of n closes; return i runs from close i to close i + 1."""
+    returns: np.ndarray = np.diff(np.log(np.asarray(closes, dtype=np.float64)))
+    return returns
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A method's estimated parameters and, where the estimate is doubtful (the optimiser did
+    not converge, a parameter is not finite), why: the backtest logs it and goes on, a request
+    refuses the fit and the random walk answers."""
+
+    params: dict[str, float] = field(default_factory=dict)
+    problem: str | None = None
+
+
+class Method(ABC):
+    """Next-day log-return quantiles from a history's closes with fixed parameters.
+
+    Capabilities the framework asks instead of special-casing a method by name:
+    - `min_returns`: returns a history must hold for a forecast (the random walk's are all
+      before the forecast's as-of close; GARCH starts from its backcast);
+    - `earliest`: the first close (0-based) a forecast can be made as of;
+    - `fit_min_returns`: returns a fit on a request's own history needs before it is trusted
+      (0: the method has nothing to estimate).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    label: ClassVar[str]  # how a reason names it: "GARCH", "the random walk"
+    min_returns: ClassVar[int]
+    earliest: ClassVar[int]
+    fit_min_returns: ClassVar[int] = 0
+
+    @classmethod
+    def from_config(cls, evaluation: EvaluationConfig) -> Method:
+        """The method as the config sets it up (the backtest's, and so the served one)."""
+        return cls()
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor's arguments, stored in the bundle so the served method is built
+        exactly as the backtest's was."""
+        return {}
+
+    @property
+    def estimates(self) -> bool:
+        """Whether it has parameters to estimate (a ticker without them needs a fit)."""
+        return self.fit_min_returns > 0
+
+    @abstractmethod
+    def fit(self, closes: np.ndarray) -> Fit:
+        """Parameters estimated on these closes' returns."""
+
+    @abstractmethod
+    def path(
+        self, closes: np.ndarray, params: Params, levels: Sequence[float], first: int
+    ) -> np.ndarray:
+        """(n - first, n_levels) log-return quantiles: row k is the forecast made as of close
+        `first + k` (of the return to the close after it), from the closes up to it only; the
+        last row is the next day's. Raises DataValidationError where the history is too short."""
+
+    def next_day(self, closes: np.ndarray, params: Params, levels: Sequence[float]) -> np.ndarray:
+        """The forecast for the day after the history's last close."""
+        last: np.ndarray = self.path(closes, params, levels, len(closes) - 1)[0]
+        return last
