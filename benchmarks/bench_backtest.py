@@ -17,8 +17,8 @@ import platform
 import time
 import warnings
 
-from forecaster.backtest import run_backtest
 from forecaster.config import load_config
+from forecaster.evaluation.backtest import run_backtest
 from pipelines.reports import backtest_text
 
 

@@ -7,7 +7,7 @@ Single-threaded medians after a warm-up, in process (no HTTP): the default 5-net
 forward for one window (the LSTM path's dominant step), GARCH(1,1)-t filtered with fixed
 parameters over a client's history and over a server's full history (a universe ticker), a
 GARCH fit on a history's own returns (an unseen ticker with enough history), and the empirical
-random walk; then what recalibrating each one's bands costs (forecaster.calibration): the
+random walk; then what recalibrating each one's bands costs (forecaster.methods.calibration): the
 network's factors from its own forecasts over a history long enough for the full window, and
 each baseline's forecast with its factors. Parameters come from a real fit on the bundled ^GSPC.
 """
@@ -25,11 +25,12 @@ import torch
 from bench_request_path import timed  # the same median-of-repeats timer
 
 from forecaster.config import load_config
-from forecaster.features import compute_features
-from forecaster.inference import Forecaster, MethodSpec, ModelBundle
+from forecaster.data.features import compute_features
+from forecaster.data.scaling import FeatureScaler
+from forecaster.data.sources import SampleSource
 from forecaster.methods import Garch, RandomWalk
-from forecaster.scaling import FeatureScaler
-from forecaster.sources import SampleSource
+from forecaster.registry.bundle import MethodSpec, ModelBundle
+from forecaster.registry.predictor import Forecaster
 
 
 def main() -> None:
@@ -72,7 +73,7 @@ def main() -> None:
             args.repeats // 10),
         f"naive: empirical quantiles of {args.rows - 1} returns": (
             lambda: walk.next_day(client, {}, levels), args.repeats),
-        # Band recalibration (forecaster.calibration), as the API pays it per forecast.
+        # Band recalibration (forecaster.methods.calibration), as the API pays it per forecast.
         f"lstm: band factors from {len(calibrating)} rows ({bundle.calibration_window} outcomes)": (
             lambda: model.history_calibration(calibrating, "X"), args.repeats // 10),
         f"garch: filter + recalibrate over {len(calibrating)} rows (served, with dates)": (

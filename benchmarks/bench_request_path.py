@@ -27,11 +27,12 @@ import pandas as pd
 import torch
 
 from forecaster.config import load_config
-from forecaster.features import compute_features
-from forecaster.inference import Forecaster, ModelBundle
-from forecaster.scaling import FeatureScaler
-from forecaster.schemas import validate_ohlcv
-from forecaster.sources import SampleSource
+from forecaster.data.features import compute_features
+from forecaster.data.scaling import FeatureScaler
+from forecaster.data.schemas import validate_ohlcv
+from forecaster.data.sources import SampleSource
+from forecaster.registry.bundle import ModelBundle
+from forecaster.registry.predictor import Forecaster
 from service.client_history import check_history
 from service.requests import RequestHistory, parse_prediction
 from service.schemas import PredictionRequest, PredictionResponse

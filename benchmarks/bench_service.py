@@ -38,7 +38,7 @@ import httpx
 from mlflow import MlflowClient
 
 from forecaster.config import load_config
-from forecaster.sources import SampleSource
+from forecaster.data.sources import SampleSource
 from pipelines.retrain import run_retrain
 
 BIN = Path(sys.executable).parent

@@ -23,12 +23,12 @@ import lightning.pytorch as pl
 import torch
 
 from forecaster.config import ForecasterConfig
-from forecaster.dataset import prepare
-from forecaster.inference import ModelBundle
-from forecaster.model.datamodule import WindowDataModule
-from forecaster.model.lit_module import LitForecaster, pinball_loss
-from forecaster.scaling import FeatureScaler
-from forecaster.sources import load_frames
+from forecaster.data.dataset import prepare
+from forecaster.data.scaling import FeatureScaler
+from forecaster.data.sources import load_frames
+from forecaster.methods.network.datamodule import WindowDataModule
+from forecaster.methods.network.lit_module import LitForecaster, pinball_loss
+from forecaster.methods.network.spec import NetworkSpec
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Setup:
     def network(self) -> torch.nn.Module:
         """A freshly seeded network, identical for both loops."""
         pl.seed_everything(0, verbose=False)
-        return ModelBundle.from_config(self.config, self.scaler).member_network(self.scale)
+        return NetworkSpec.from_config(self.config, self.scaler).member(self.scale)
 
 
 def lightning_run(setup: Setup, epochs: int) -> float:

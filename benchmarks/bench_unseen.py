@@ -25,16 +25,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from forecaster.backtest import fit_baselines, leave_tickers_out, score_on_test, unseen_route
-from forecaster.calibration import conformity_scores, recalibrate, rolling_factors
 from forecaster.config import ForecasterConfig, load_config
-from forecaster.dataset import prepare
-from forecaster.evaluation import GARCH, MODEL, NAIVE, RAW, evaluate
+from forecaster.data.dataset import prepare
+from forecaster.data.sources import load_frames
+from forecaster.data.windows import Windows, concat_windows
+from forecaster.evaluation.backtest import (
+    fit_baselines,
+    leave_tickers_out,
+    score_on_test,
+    unseen_route,
+)
+from forecaster.evaluation.metrics import GARCH, MODEL, NAIVE, RAW, evaluate
 from forecaster.methods import NETWORK, Garch
+from forecaster.methods.calibration import conformity_scores, recalibrate, rolling_factors
 from forecaster.methods.lstm import LSTMForecaster
 from forecaster.methods.windowed import ClassicForecaster
-from forecaster.sources import load_frames
-from forecaster.windows import Windows, concat_windows
 
 SERVED = "served"
 CALIBRATED_GARCH = "garch_recalibrated"

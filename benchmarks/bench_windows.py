@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from forecaster.windows import sliding_windows
+from forecaster.data.windows import sliding_windows
 
 
 def timed(fn, repeats: int) -> list[float]:  # type: ignore[no-untyped-def]

@@ -52,7 +52,7 @@ class YahooConfig(FrozenModel):
     )
 
 
-# The bundled offline universe (forecaster.sources.sample says where each series comes from).
+# The bundled offline universe (forecaster.data.sources.sample says where each series comes from).
 SAMPLE_UNIVERSE = ("^GSPC", "^IXIC", "AAPL", "GOOG", "IBM", "MSFT")
 
 
@@ -89,7 +89,7 @@ class DataConfig(FrozenModel):
 
 
 class FeatureConfig(FrozenModel):
-    """Which causal features to compute from OHLCV (see forecaster.features)."""
+    """Which causal features to compute from OHLCV (see forecaster.data.features)."""
 
     names: tuple[FeatureName, ...] = Field(
         ALL_FEATURES, min_length=1, description="features computed for every day, in order"
@@ -168,7 +168,8 @@ class ModelConfig(FrozenModel):
         250,
         ge=10,
         description="each ticker's bands rescaled by split-conformal factors from its last N "
-        "realised forecasts (forecaster.calibration); null: bands as the network makes them",
+        "realised forecasts (forecaster.methods.calibration); null: bands as the network makes "
+        "them",
     )
     calibration_min_days: int = Field(
         60, ge=10, description="fewer realised forecasts than this: a ticker's bands stay raw"

@@ -17,6 +17,11 @@ from forecaster.config import level_key
 from forecaster.levels import interval_columns, median_index, symmetric_pairs
 
 
+def quantile_column(level: float) -> str:
+    """Output column of one quantile's log return: 0.05 -> 'q0.05' (CSV, pyfunc rows)."""
+    return f"q{level_key(level)}"
+
+
 def to_prices(last_close: np.ndarray | float, q: np.ndarray) -> np.ndarray:
     """Prices of log-return quantiles: `last_close * exp(q)`, row by row for (n, levels) with
     (n,) closes; an overflow is inf (a caller refuses it), never a warning."""

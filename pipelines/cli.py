@@ -147,7 +147,7 @@ def cmd_train(args: argparse.Namespace, config: ForecasterConfig) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace, config: ForecasterConfig) -> int:
-    from forecaster.backtest import run_backtest
+    from forecaster.evaluation.backtest import run_backtest
     from pipelines.reports import backtest_text
 
     _quiet_lightning(args)
@@ -228,7 +228,7 @@ def cmd_schedule(args: argparse.Namespace, config: ForecasterConfig) -> int:
 
 
 def cmd_ui(args: argparse.Namespace, config: ForecasterConfig) -> int:
-    from forecaster.tracking import resolve_tracking_uri
+    from forecaster.registry.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(config)
     if uri.startswith(("http://", "https://")):
@@ -324,7 +324,7 @@ def _serve_environment(args: argparse.Namespace) -> dict[str, str]:
     choice of what to serve."""
     if args.config is None and args.data_dir is None and not args.overrides:
         return {}
-    from forecaster.tracking import resolve_tracking_uri
+    from forecaster.registry.tracking import resolve_tracking_uri
 
     values = {"data.data_dir": str(args.data_dir)} if args.data_dir else None
     config = load_config(args.config, args.overrides, values)

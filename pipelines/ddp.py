@@ -14,9 +14,9 @@ import logging
 import os
 
 from forecaster.config import ForecasterConfig
-from forecaster.dataset import prepare
+from forecaster.data.dataset import prepare
+from forecaster.data.sources import load_frames
 from forecaster.methods.lstm import LSTMForecaster
-from forecaster.sources import load_frames
 
 logger = logging.getLogger(__name__)
 
@@ -41,5 +41,5 @@ def train_as_worker(config: ForecasterConfig) -> None:
         return
     logger.info("rank %d: joining the training of every network", worker_rank())
     # Rank 0 reports the epochs; the same synced figures from every rank would repeat them.
-    logging.getLogger("forecaster.train").setLevel(logging.WARNING)
+    logging.getLogger("forecaster.methods.network.train").setLevel(logging.WARNING)
     LSTMForecaster(config).fit(prepare(load_frames(config.data), config))

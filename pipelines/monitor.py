@@ -3,8 +3,8 @@
 Each logged prediction whose target day has a close in the configured source gets one outcome
 (idempotent: a resolved prediction is never looked at again). Then, per model version, ticker
 and serving method, over the configured windows (`monitoring.windows`): the scores of
-`forecaster.monitoring`. Figures go to the log's database, to an MLflow run and to tags on the
-model version. This module orchestrates; the scoring is the library's, the SQL the log's
+`forecaster.evaluation.monitoring`. Figures go to the log's database, to an MLflow run and to
+tags on the model version. This module orchestrates; the scoring is the library's, the SQL the log's
 repository's.
 """
 
@@ -24,15 +24,20 @@ from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
 from forecaster.config import ForecasterConfig
+from forecaster.data.schemas import CLOSE
+from forecaster.data.sources import clip_dates, make_source
 from forecaster.errors import DataError, PredictionLogError, TrackingError, first_line
+from forecaster.evaluation.monitoring import (
+    VersionReport,
+    WindowFigures,
+    version_reports,
+    with_naive,
+)
 from forecaster.local_state import prediction_log, shown_url
-from forecaster.monitoring import VersionReport, WindowFigures, version_reports, with_naive
 from forecaster.predlog import repository
 from forecaster.predlog.migrate import open_log
-from forecaster.schemas import CLOSE
-from forecaster.sources import clip_dates, make_source
-from forecaster.tracking import setup_tracking
-from forecaster.version_tags import live_tags
+from forecaster.registry.tracking import setup_tracking
+from forecaster.registry.version_tags import live_tags
 
 logger = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pandas as pd
 
-from forecaster.calendar import TradingCalendar
 from forecaster.config import ForecasterConfig
-from forecaster.registry import CHAMPION, load_registered
-from forecaster.sources import load_frames, resolved_tickers
-from forecaster.tracking import check_reachable, resolve_tracking_uri
+from forecaster.data.calendar import TradingCalendar
+from forecaster.data.sources import load_frames, resolved_tickers
+from forecaster.registry.loader import CHAMPION, load_registered
+from forecaster.registry.tracking import check_reachable, resolve_tracking_uri
 
 
 def run_predict(config: ForecasterConfig, model_uri: str | None = None) -> dict[str, Any]:

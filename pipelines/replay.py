@@ -20,19 +20,18 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
-from forecaster.calendar import TradingCalendar
 from forecaster.config import ForecasterConfig
+from forecaster.data.calendar import TradingCalendar
+from forecaster.data.schemas import CLOSE, OHLCV_COLUMNS
+from forecaster.data.sources import load_frames
 from forecaster.errors import DataError, PredictionLogError, ServiceRequestError, first_line
-from forecaster.inference import quantile_column
 from forecaster.local_state import shown_url
 from forecaster.methods import NETWORK
 from forecaster.predlog import repository
 from forecaster.predlog.migrate import open_log
-from forecaster.quantile_forecast import QuantileForecast
-from forecaster.registry import CHAMPION, load_registered
-from forecaster.schemas import CLOSE, OHLCV_COLUMNS
-from forecaster.sources import load_frames
-from forecaster.tracking import check_reachable, resolve_tracking_uri
+from forecaster.quantile_forecast import QuantileForecast, quantile_column
+from forecaster.registry.loader import CHAMPION, load_registered
+from forecaster.registry.tracking import check_reachable, resolve_tracking_uri
 from pipelines.monitor import default_log_url
 
 logger = logging.getLogger(__name__)

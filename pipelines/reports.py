@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 
 from forecaster.config import ForecasterConfig
-from forecaster.dataset import prepare
-from forecaster.evaluation import summary_row
-from forecaster.features import warmup_rows
-from forecaster.schemas import CLOSE, VOLUME, frame_meta
-from forecaster.sources import load_frames
+from forecaster.data.dataset import prepare
+from forecaster.data.features import warmup_rows
+from forecaster.data.schemas import CLOSE, VOLUME, frame_meta
+from forecaster.data.sources import load_frames
+from forecaster.evaluation.metrics import summary_row
 
 Report = tuple[dict[str, Any], str]
 

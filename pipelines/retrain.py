@@ -22,7 +22,13 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from forecaster.backtest import (
+from forecaster.config import ForecasterConfig
+from forecaster.data.dataset import PreparedData, prepare
+from forecaster.data.schemas import validate_ohlcv
+from forecaster.data.sources import load_frames
+from forecaster.data.windows import min_rows
+from forecaster.errors import DataValidationError, RetrainError, TrackingError, first_line
+from forecaster.evaluation.backtest import (
     FoldResult,
     day_scores,
     fit_baselines,
@@ -34,16 +40,14 @@ from forecaster.backtest import (
     ticker_routes,
     unseen_route,
 )
-from forecaster.config import ForecasterConfig
-from forecaster.dataset import PreparedData, prepare
-from forecaster.errors import DataValidationError, RetrainError, TrackingError, first_line
-from forecaster.evaluation import MODEL, NAIVE, Evaluation, summary_row
-from forecaster.gate import ChampionScores, Decision, Route, decide
-from forecaster.inference import Forecaster, ModelBundle
+from forecaster.evaluation.gate import ChampionScores, Decision, Route, decide
+from forecaster.evaluation.metrics import MODEL, NAIVE, Evaluation, summary_row
+from forecaster.evaluation.scores import pinball_per_day
 from forecaster.levels import shared
 from forecaster.methods.lstm import LSTMForecaster
 from forecaster.methods.windowed import QuantileForecaster
-from forecaster.registry import (
+from forecaster.registry.bundle import ModelBundle
+from forecaster.registry.loader import (
     CHAMPION,
     alias_version,
     data_end,
@@ -52,10 +56,8 @@ from forecaster.registry import (
     register,
     set_champion,
 )
-from forecaster.schemas import validate_ohlcv
-from forecaster.scores import pinball_per_day
-from forecaster.sources import load_frames
-from forecaster.tracking import (
+from forecaster.registry.predictor import Forecaster
+from forecaster.registry.tracking import (
     log_config,
     log_datasets,
     log_epochs,
@@ -63,7 +65,6 @@ from forecaster.tracking import (
     resolve_tracking_uri,
     setup_tracking,
 )
-from forecaster.windows import min_rows
 from pipelines.lock import exclusive_lock
 from pipelines.orphans import close_orphaned_runs, owner_tags
 from pipelines.run_artifacts import input_example, log_figures, log_per_ticker, version_tags

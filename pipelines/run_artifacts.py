@@ -1,6 +1,6 @@
 """What a training run logs besides its metrics: the headline figures, the model's input
 example and the registry tags of a version. The science (baselines, folds, scoring, the
-walk-forward backtest) is `forecaster.backtest`; the flow is `pipelines.retrain`."""
+walk-forward backtest) is `forecaster.evaluation.backtest`; the flow is `pipelines.retrain`."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from forecaster.backtest import FoldResult
 from forecaster.config import ForecasterConfig
-from forecaster.dataset import PreparedData
-from forecaster.evaluation import GARCH, MODEL, NAIVE, Evaluation, summary_row
-from forecaster.inference import ModelBundle
-from forecaster.plots import (
+from forecaster.data.dataset import PreparedData
+from forecaster.evaluation.backtest import FoldResult
+from forecaster.evaluation.metrics import GARCH, MODEL, NAIVE, Evaluation, summary_row
+from forecaster.evaluation.plots import (
     calibration_figure,
     forecast_figure,
     per_ticker_figure,
@@ -23,8 +22,9 @@ from forecaster.plots import (
     return_bands_figure,
     training_curves_figure,
 )
-from forecaster.registry import model_history_input
-from forecaster.version_tags import VersionTags
+from forecaster.registry.bundle import ModelBundle
+from forecaster.registry.loader import model_history_input
+from forecaster.registry.version_tags import VersionTags
 
 
 def input_example(frames: Mapping[str, pd.DataFrame], bundle: ModelBundle) -> pd.DataFrame:

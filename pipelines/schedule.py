@@ -29,8 +29,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from forecaster.config import ForecasterConfig, ScheduleConfig
 from forecaster.errors import ForecasterError, first_line
-from forecaster.registry import CHAMPION, alias_version
-from forecaster.tracking import resolve_tracking_uri
+from forecaster.registry.loader import CHAMPION, alias_version
+from forecaster.registry.tracking import resolve_tracking_uri
 from pipelines.monitor import default_log_url, run_monitor
 from pipelines.retrain import RetrainResult, run_retrain
 

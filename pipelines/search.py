@@ -26,12 +26,12 @@ from forecaster.config import (
     SplitConfig,
     with_values,
 )
-from forecaster.dataset import PreparedData, build_windows, fit_scaler, last_train_days
+from forecaster.data.dataset import PreparedData, build_windows, fit_scaler, last_train_days
+from forecaster.data.splits import chronological_split, walk_forward_folds
 from forecaster.errors import ConfigError
+from forecaster.evaluation.scores import pinball
 from forecaster.methods.lstm import LSTMForecaster
-from forecaster.scores import pinball
-from forecaster.splits import chronological_split, walk_forward_folds
-from forecaster.train import EpochRecord
+from forecaster.methods.network.train import EpochRecord
 
 logger = logging.getLogger(__name__)
 

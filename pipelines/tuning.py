@@ -33,11 +33,11 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from forecaster.config import ForecasterConfig, config_to_yaml, with_values
+from forecaster.data.sources import load_frames
 from forecaster.errors import TuningError, first_line
 from forecaster.filelock import blocking_lock
 from forecaster.local_state import optuna_store, shown_url
-from forecaster.sources import load_frames
-from forecaster.tracking import resolve_tracking_uri, setup_tracking
+from forecaster.registry.tracking import resolve_tracking_uri, setup_tracking
 from pipelines.orphans import close_orphaned_runs, owner_tags
 from pipelines.search import (
     FoldScore,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from forecaster.inference import Forecaster
+from forecaster.registry.predictor import Forecaster
 
 logger = logging.getLogger(__name__)
 

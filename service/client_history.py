@@ -1,5 +1,5 @@
 """Checks on a client's history across rows and fields, on arrays: the CSV/frame validation's
-rules and messages (`forecaster.schemas.check_ohlcv_values`), plus the request's own: dates
+rules and messages (`forecaster.data.schemas.check_ohlcv_values`), plus the request's own: dates
 strictly increasing (a client's history is never re-sorted), none before 1900 or in the future,
 and spaced like daily trading data. What is legal but suspicious (a jump like an unadjusted
 split) is not refused: `history_warnings` names it for the response.
@@ -11,8 +11,8 @@ from datetime import date, timedelta
 
 import numpy as np
 
+from forecaster.data.schemas import check_ohlcv_values, row_location
 from forecaster.errors import DataValidationError
-from forecaster.schemas import check_ohlcv_values, row_location
 from service.requests import RequestHistory
 
 # Client dates outside this range are refused: nothing traded before it, and a history cannot

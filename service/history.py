@@ -18,16 +18,19 @@ from typing import Generic, TypeVar
 import numpy as np
 import pandas as pd
 
-from forecaster import sources
-from forecaster.calibration import Calibration
+from forecaster.data import sources
+from forecaster.data.schemas import CLOSE
+from forecaster.data.sources.base import OHLCVSource
 from forecaster.errors import DataError, SourceUnavailableError
-from forecaster.inference import Forecaster
 from forecaster.methods import NETWORK
-from forecaster.schemas import CLOSE
-from forecaster.sources.base import OHLCVSource
+from forecaster.methods.calibration import Calibration
+from forecaster.registry.predictor import Forecaster
 from service.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
+
+# The clock behind TTLs and the circuit breaker's cooldown (tests move it instead of sleeping).
+_clock = time.monotonic
 
 V = TypeVar("V")
 
@@ -150,7 +153,7 @@ class HistoryStore:
         return found
 
     async def _entry(self, ticker: str) -> _Entry:
-        now = time.monotonic()
+        now = _clock()
         entry = self._entries.get(ticker)
         if entry is not None and now - entry.loaded < self.settings.history_ttl_seconds:
             return entry
@@ -180,21 +183,19 @@ class HistoryStore:
         try:
             frame = await loop.run_in_executor(self._pool, self.source.load, ticker)
         except DataError as exc:
-            until = time.monotonic() + self.settings.source_failure_ttl_seconds
+            until = _clock() + self.settings.source_failure_ttl_seconds
             self._failures.put(ticker, _Failure(type(exc), str(exc), until))
             if isinstance(exc, SourceUnavailableError):
                 self._outages += 1
                 if self._outages >= self.settings.source_breaker_failures:
-                    self._open_until = (
-                        time.monotonic() + self.settings.source_breaker_cooldown_seconds
-                    )
+                    self._open_until = _clock() + self.settings.source_breaker_cooldown_seconds
                     logger.warning("%s: %d consecutive failures; circuit open for %.0f s",
                                    self.source.name, self._outages,
                                    self.settings.source_breaker_cooldown_seconds)  # fmt: skip
             raise
         self._outages = 0
         self._failures.pop(ticker)
-        entry = _Entry(frame=frame, loaded=time.monotonic(), prepared={})
+        entry = _Entry(frame=frame, loaded=_clock(), prepared={})
         self._entries.put(ticker, entry)
         logger.info("history for %s loaded: %d rows up to %s", ticker, len(frame),
                     frame.index[-1].date())  # fmt: skip

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from forecaster import __version__
-from forecaster.calendar import TradingCalendar
+from forecaster.data.calendar import TradingCalendar
 from forecaster.errors import ModelMismatchError
 from forecaster.local_state import shown_url
 from service.batcher import ForwardBatcher

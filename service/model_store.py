@@ -30,9 +30,9 @@ from forecaster.errors import (
     StoreUnavailableError,
     first_line,
 )
-from forecaster.inference import Forecaster
 from forecaster.local_state import redact
-from forecaster.registry import load_version, probe_store
+from forecaster.registry.loader import load_version, probe_store
+from forecaster.registry.predictor import Forecaster
 
 logger = logging.getLogger(__name__)
 

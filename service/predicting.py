@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 from fastapi import HTTPException
 
-from forecaster.calibration import Calibration
 from forecaster.config import level_key
+from forecaster.data.schemas import DATE, OHLCV_COLUMNS
 from forecaster.errors import DataValidationError, SourceUnavailableError, TickerNotFoundError
 from forecaster.methods import NETWORK
+from forecaster.methods.calibration import Calibration
 from forecaster.quantile_forecast import QuantileForecast
-from forecaster.schemas import DATE, OHLCV_COLUMNS
 from service.client_history import check_history, history_warnings
 from service.history import PreparedHistory
 from service.model_store import LoadedModel

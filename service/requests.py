@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 from fastapi import Request
 
-from forecaster.schemas import OHLCV_COLUMNS, TICKER_PATTERN, OHLCVArrays
+from forecaster.data.schemas import OHLCV_COLUMNS, TICKER_PATTERN, OHLCVArrays
 from service.body import INLINE_BYTES, read_json, validate
 from service.deps import get_state
 from service.schemas import BatchRequest, HistoryRow, PredictionRequest

@@ -5,12 +5,36 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from forecaster.calibration import Calibration
+from forecaster import methods
 from forecaster.config import level_key
-from forecaster.gate import UNSEEN_SCOPE, Route
-from forecaster.schemas import TICKER_PATTERN
+from forecaster.data.schemas import TICKER_PATTERN
+from forecaster.evaluation.gate import UNSEEN_SCOPE, Route
+from forecaster.methods.calibration import Calibration
+
+ALL_METHODS = "*"  # the live scores' rows over every method
+
+
+def _known_method(value: str, extra: tuple[str, ...] = ()) -> str:
+    known = (*methods.names(), *extra)
+    if value not in known:
+        raise ValueError(f"no forecasting method {value!r}; one of {', '.join(known)}")
+    return value
+
+
+# A method's name as the registry knows it (forecaster.methods): the schema lists them, so a new
+# method reaches the OpenAPI document without an edit here.
+MethodName = Annotated[
+    str,
+    AfterValidator(_known_method),
+    WithJsonSchema({"type": "string", "enum": list(methods.names())}),
+]
+MethodOrAll = Annotated[
+    str,
+    AfterValidator(lambda v: _known_method(v, (ALL_METHODS,))),
+    WithJsonSchema({"type": "string", "enum": [*methods.names(), ALL_METHODS]}),
+]
 
 
 def _not_a_boolean(value: object) -> object:
@@ -107,7 +131,7 @@ class Evidence(BaseModel):
 
 
 class BandCalibration(BaseModel):
-    """How the model's bands were rescaled for this ticker (forecaster.calibration)."""
+    """How the model's bands were rescaled for this ticker (forecaster.methods.calibration)."""
 
     factors: dict[str, float] = Field(
         description="each central interval's half-widths about the median were multiplied by "
@@ -152,8 +176,8 @@ class PredictionResponse(BaseModel):
     )
     model: ModelRef
     history_source: str = Field(description="'server' or 'request'")
-    method: Literal["lstm", "garch", "naive"] = Field(
-        "lstm",
+    method: MethodName = Field(
+        methods.NETWORK,
         description="the forecaster that answered: the model's network where it earned the "
         "ticker, else GARCH(1,1)-t or the empirical random walk on the same history",
     )
@@ -216,7 +240,7 @@ class BatchResponse(BaseModel):
 
 
 class ServedBy(BaseModel):
-    method: Literal["lstm", "garch", "naive"]
+    method: MethodName
     evidence: Evidence
 
 
@@ -296,7 +320,7 @@ class ReloadResult(BaseModel):
 
 class WindowScores(BaseModel):
     """Served forecasts of one window, scored against the closes that followed: the library's
-    `forecaster.monitoring.WindowFigures`, as the API documents it."""
+    `forecaster.evaluation.monitoring.WindowFigures`, as the API documents it."""
 
     model_config = ConfigDict(from_attributes=True)
 

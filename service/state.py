@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from forecaster.calendar import TradingCalendar
+from forecaster.data.calendar import TradingCalendar
 from service.batcher import ForwardBatcher
 from service.history import HistoryStore
 from service.live_scores import LiveScores

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecaster.schemas import FrameMeta, with_meta
-from forecaster.sources import SampleSource
+from forecaster.data.schemas import FrameMeta, with_meta
+from forecaster.data.sources import SampleSource
 
 
 def free_port() -> int:

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.linear_model import Ridge
 
-from forecaster.dataset import PreparedData
+from forecaster.data.dataset import PreparedData
+from forecaster.data.scaling import FeatureScaler
+from forecaster.data.windows import Windows
 from forecaster.errors import NotFittedError
 from forecaster.methods.windowed import QuantileForecaster
-from forecaster.scaling import FeatureScaler
-from forecaster.windows import Windows
 
 
 def fit_ridge(train: Windows, val: Windows, alphas: Sequence[float]) -> Ridge:

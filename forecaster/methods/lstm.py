@@ -7,21 +7,21 @@ from collections.abc import Sequence
 import numpy as np
 from lightning.pytorch.callbacks import Callback
 
-from forecaster.calibration import Calibration, Outcomes, latest_calibration, recalibrate
 from forecaster.config import ForecasterConfig
-from forecaster.dataset import PreparedData
+from forecaster.data.dataset import PreparedData
+from forecaster.data.scaling import FeatureScaler
+from forecaster.data.windows import Windows
 from forecaster.errors import NotFittedError
+from forecaster.methods.calibration import Calibration, Outcomes, latest_calibration, recalibrate
+from forecaster.methods.network.train import TrainedModel, train_network
 from forecaster.methods.windowed import QuantileForecaster
-from forecaster.scaling import FeatureScaler
-from forecaster.train import TrainedModel, train_network
-from forecaster.windows import Windows
 
 
 class LSTMForecaster(QuantileForecaster):
     """Early-stopped on the validation windows; scales windows with the fold's scaler.
 
     With `model.calibration_window` set, each ticker's bands are recalibrated by rolling
-    conformal factors (forecaster.calibration) from the model's realised forecasts: the
+    conformal factors (forecaster.methods.calibration) from the model's realised forecasts: the
     validation windows', then those of the windows it is asked about, each day using only
     outcomes known by its as-of date, as the served model does.
     """

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from forecaster.dataset import PreparedData
+from forecaster.data.dataset import PreparedData
+from forecaster.data.schemas import CLOSE
+from forecaster.data.windows import Windows
 from forecaster.errors import NotFittedError
 from forecaster.methods.base import Method
-from forecaster.schemas import CLOSE
-from forecaster.windows import Windows
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from forecaster.monitoring import Resolved, VersionReport, WindowFigures
+from forecaster.evaluation.monitoring import Resolved, VersionReport, WindowFigures
 from forecaster.predlog.schema import live_scores, outcomes, predictions
 
 logger = logging.getLogger(__name__)

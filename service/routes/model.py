@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from forecaster import version_tags
 from forecaster.methods import Garch, RandomWalk
+from forecaster.registry import version_tags
 from service.deps import Model
 from service.schemas import ModelInfo, TickerRange, calibration_of, served_by
 

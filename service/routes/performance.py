@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from forecaster.schemas import TICKER_PATTERN
+from forecaster.data.schemas import TICKER_PATTERN
 from service.deps import State
-from service.schemas import Performance, PerformanceEntry, WindowScores
+from service.schemas import MethodOrAll, Performance, PerformanceEntry, WindowScores
 
 router = APIRouter(tags=["performance"])
 ANY_OR_TICKER = r"^(\*|" + TICKER_PATTERN.removeprefix("^").removesuffix("$") + ")$"
@@ -28,7 +28,7 @@ async def performance(
         str | None, Query(pattern=ANY_OR_TICKER, description='a ticker, or "*" for all')
     ] = None,
     method: Annotated[
-        Literal["lstm", "garch", "naive", "*"] | None,
+        MethodOrAll | None,
         Query(description='a serving method, or "*" for all of them'),
     ] = None,
 ) -> Performance:

@@ -17,8 +17,8 @@ from mlflow import MlflowClient
 
 from forecaster.config import ForecasterConfig
 from forecaster.errors import LockHeldError, RetrainError, SourceUnavailableError
-from forecaster.gate import Decision
-from forecaster.registry import CHALLENGER, CHAMPION, alias_version
+from forecaster.evaluation.gate import Decision
+from forecaster.registry.loader import CHALLENGER, CHAMPION, alias_version
 from pipelines.cli import main
 from pipelines.lock import exclusive_lock
 from pipelines.retrain import STEPS, run_retrain
@@ -132,7 +132,7 @@ def test_failures_leave_the_champion_and_mark_the_run_failed(
         step = "ingest"
     else:
         monkeypatch.setattr(
-            "forecaster.model.lit_module.pinball_loss",
+            "forecaster.methods.network.lit_module.pinball_loss",
             lambda pred, target, q: pred.sum() * torch.tensor(math.nan),
         )
         step = "train"
@@ -329,10 +329,10 @@ def test_a_drifted_champion_is_retrained_without_new_data_and_the_run_says_why(
 
     from sqlalchemy import create_engine, insert
 
-    from forecaster.calendar import TradingCalendar
+    from forecaster.data.calendar import TradingCalendar
+    from forecaster.data.sources import SampleSource
     from forecaster.predlog.migrate import upgrade
     from forecaster.predlog.schema import predictions
-    from forecaster.sources import SampleSource
     from pipelines.monitor import default_log_url
     from pipelines.schedule import retrain_job
 

@@ -14,10 +14,10 @@ import torch
 from mlflow import MlflowClient
 
 from forecaster.config import ForecasterConfig
-from forecaster.dataset import prepare
-from forecaster.registry import CHALLENGER, alias_version, model_quantiles
-from forecaster.sources import load_frames
-from forecaster.train import train_network
+from forecaster.data.dataset import prepare
+from forecaster.data.sources import load_frames
+from forecaster.methods.network.train import train_network
+from forecaster.registry.loader import CHALLENGER, alias_version, model_quantiles
 from pipelines.retrain import RetrainResult, run_retrain
 from tests.integration.conftest import tiny_config
 
@@ -178,9 +178,9 @@ def test_training_is_deterministic_with_a_fixed_seed(tiny: ForecasterConfig) -> 
 
 def test_inference_module_imports_no_lightning() -> None:
     code = (
-        "import sys, forecaster.inference, forecaster.pyfunc_entry;"
+        "import sys, forecaster.registry.bundle, forecaster.registry.pyfunc_entry;"
         "bad = [m for m in sys.modules if m.split('.')[0] in "
-        "('lightning', 'pytorch_lightning') or m in ('forecaster.train', 'forecaster.evaluation')];"
+        "('lightning', 'pytorch_lightning') or m in ('forecaster.methods.network.train', 'forecaster.evaluation.metrics')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run(
@@ -272,7 +272,7 @@ def test_cli_train_json_and_backtest_on_a_user_csv(
     assert table["as_of"].is_monotonic_increasing
     q = table[[f"q{lv:g}" for lv in LEVELS]].to_numpy()
     y = np.log(table["actual_close"] / table["last_close"]).to_numpy()
-    from forecaster.scores import pinball_per_day
+    from forecaster.evaluation.scores import pinball_per_day
 
     rescored = pinball_per_day(np.log(q / table["last_close"].to_numpy()[:, None]), y, LEVELS)
     assert rescored.mean() == pytest.approx(result["aggregate"]["model"]["pinball"], rel=1e-9)

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from forecaster.backtest import day_scores, gate_config, run_backtest
 from forecaster.config import ForecasterConfig
-from forecaster.dataset import prepare
-from forecaster.gate import route
-from forecaster.inference import BUNDLE_FILE, ModelBundle
-from forecaster.sources import load_frames
+from forecaster.data.dataset import prepare
+from forecaster.data.sources import load_frames
+from forecaster.evaluation.backtest import day_scores, gate_config, run_backtest
+from forecaster.evaluation.gate import route
+from forecaster.registry.bundle import BUNDLE_FILE, ModelBundle
 from pipelines.reports import backtest_text, retrain_text
 from pipelines.retrain import RetrainResult, run_retrain
 from tests.integration.conftest import tiny_config
@@ -172,9 +172,9 @@ def test_each_ticker_is_routed_by_the_pure_rule_on_its_own_days(
 def test_held_out_tickers_reach_neither_the_network_nor_the_scaler(
     config: ForecasterConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from forecaster import backtest
-    from forecaster.dataset import PreparedData, fit_scaler, last_train_days
-    from forecaster.evaluation import evaluate
+    from forecaster.data.dataset import PreparedData, fit_scaler, last_train_days
+    from forecaster.evaluation import backtest
+    from forecaster.evaluation.metrics import evaluate
     from forecaster.methods.lstm import LSTMForecaster
 
     data = prepare(load_frames(config.data), config)

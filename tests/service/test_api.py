@@ -17,7 +17,7 @@ import yfinance as yf
 from curl_cffi.requests.exceptions import DNSError
 from fastapi.testclient import TestClient
 
-from forecaster.sources import SampleSource
+from forecaster.data.sources import SampleSource
 from service.main import create_app
 from service.prediction_log import read_log
 from service.settings import ServiceSettings
@@ -211,7 +211,7 @@ def test_data_source_down_without_cache_is_503(
         raise DNSError("Could not resolve host: query2.finance.yahoo.com")
 
     monkeypatch.setattr(yf.Ticker, "history", offline)
-    monkeypatch.setattr("forecaster.sources.yahoo.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("forecaster.data.sources.yahoo.time.sleep", lambda seconds: None)
     app = create_app(settings_for(data_source="yahoo"))
     with TestClient(app) as client:
         # Point the live source at an empty cache: nothing to fall back on.

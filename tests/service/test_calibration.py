@@ -14,11 +14,12 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
-from forecaster.calibration import Calibration
-from forecaster.inference import BUNDLE_FILE, WEIGHTS_FILE, Forecaster
-from forecaster.registry import register
-from forecaster.sources import SampleSource
-from forecaster.tracking import log_pyfunc
+from forecaster.data.sources import SampleSource
+from forecaster.methods.calibration import Calibration
+from forecaster.registry.bundle import BUNDLE_FILE, WEIGHTS_FILE
+from forecaster.registry.loader import register
+from forecaster.registry.predictor import Forecaster
+from forecaster.registry.tracking import log_pyfunc
 from pipelines.run_artifacts import input_example
 from service.main import create_app
 from service.settings import ServiceSettings

@@ -13,7 +13,7 @@ import pytest
 from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
 
-from forecaster.inference import Forecaster
+from forecaster.registry.predictor import Forecaster
 from service.batcher import ForwardBatcher
 from service.body import validate
 from service.main import create_app

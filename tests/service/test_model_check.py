@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from forecaster.errors import ModelFormatError
-from forecaster.inference import served_artifacts
+from forecaster.registry.bundle import served_artifacts
 from tests.service.conftest import API_KEY, Registry
 
 pytestmark = pytest.mark.slow

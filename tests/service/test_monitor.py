@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 from sqlalchemy import create_engine, func, select
 
+from forecaster.data.sources import SampleSource
 from forecaster.predlog.schema import live_scores, outcomes
-from forecaster.sources import SampleSource
 from pipelines.cli import main
 from service.main import create_app
 from service.prediction_log import read_log

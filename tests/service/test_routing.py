@@ -15,14 +15,15 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
-from forecaster.backtest import unseen_route
 from forecaster.config import level_key
-from forecaster.gate import Evidence, Route
-from forecaster.inference import BUNDLE_FILE, WEIGHTS_FILE, Forecaster, MethodSpec
+from forecaster.data.sources import SampleSource
+from forecaster.evaluation.backtest import unseen_route
+from forecaster.evaluation.gate import Evidence, Route
 from forecaster.methods import Garch
-from forecaster.registry import register
-from forecaster.sources import SampleSource
-from forecaster.tracking import log_pyfunc
+from forecaster.registry.bundle import BUNDLE_FILE, WEIGHTS_FILE, MethodSpec
+from forecaster.registry.loader import register
+from forecaster.registry.predictor import Forecaster
+from forecaster.registry.tracking import log_pyfunc
 from pipelines.run_artifacts import input_example
 from service.main import create_app
 from service.prediction_log import read_log

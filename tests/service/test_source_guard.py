@@ -21,9 +21,9 @@ from curl_cffi.requests.exceptions import DNSError
 from fastapi.testclient import TestClient
 
 from forecaster.config import YahooConfig
+from forecaster.data.sources import SampleSource
+from forecaster.data.sources.yahoo import YahooSource
 from forecaster.errors import TickerNotFoundError
-from forecaster.sources import SampleSource
-from forecaster.sources.yahoo import YahooSource
 from service.history import HistoryStore
 from service.main import create_app
 from service.settings import ServiceSettings
@@ -84,10 +84,16 @@ def test_a_failed_lookup_is_answered_from_memory(
 
 
 def test_an_outage_opens_the_circuit_then_it_tries_again(
-    settings_for: Callable[..., ServiceSettings], tmp_path: Path
+    settings_for: Callable[..., ServiceSettings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The cooldown is passed by moving the store's clock, not by sleeping: on a loaded machine
+    a wall-clock cooldown could pass before the refusal is checked."""
+    import service.history
+
+    offset = [0.0]
+    monkeypatch.setattr(service.history, "_clock", lambda: time.monotonic() + offset[0])
     network = OfflineNetwork()
-    settings = {"source_breaker_failures": 3, "source_breaker_cooldown_seconds": 0.5}
+    settings = {"source_breaker_failures": 3, "source_breaker_cooldown_seconds": 60}
     with yahoo_app(settings_for, tmp_path, network, **settings) as client:
         for ticker in ("A1", "A2", "A3"):
             assert client.post("/v1/predictions", json={"ticker": ticker}).status_code == 503
@@ -100,7 +106,7 @@ def test_an_outage_opens_the_circuit_then_it_tries_again(
         assert (
             client.post("/v1/predictions", json={"ticker": "X", "history": rows}).status_code == 200
         )
-        time.sleep(0.6)  # the cooldown passes: the next uncached ticker is tried again
+        offset[0] = 61.0  # the cooldown passes: the next uncached ticker is tried again
         assert client.post("/v1/predictions", json={"ticker": "B2"}).status_code == 503
         assert network.calls[-1] == "B2"
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from forecaster.calibration import (
+from forecaster.methods.calibration import (
     MAX_FACTOR,
     Calibration,
     Outcomes,
@@ -150,11 +150,12 @@ def test_a_baselines_bands_are_recalibrated_on_its_own_recent_forecasts() -> Non
     from dataclasses import replace
 
     from forecaster.config import load_config
-    from forecaster.features import compute_features
-    from forecaster.inference import Forecaster, MethodSpec, ModelBundle
+    from forecaster.data.features import compute_features
+    from forecaster.data.scaling import FeatureScaler
+    from forecaster.data.sources import SampleSource
     from forecaster.methods import Garch, log_returns
-    from forecaster.scaling import FeatureScaler
-    from forecaster.sources import SampleSource
+    from forecaster.registry.bundle import MethodSpec, ModelBundle
+    from forecaster.registry.predictor import Forecaster
 
     config = load_config(None)
     sample = SampleSource().load("^GSPC").iloc[-600:]

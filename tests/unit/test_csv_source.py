@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from forecaster.data.schemas import ADJUSTED, AS_GIVEN, RAW, frame_meta
+from forecaster.data.sources import CsvSource
 from forecaster.errors import DataError, DataValidationError
-from forecaster.schemas import ADJUSTED, AS_GIVEN, RAW, frame_meta
-from forecaster.sources import CsvSource
 from tests.conftest import csv_rows
 
 

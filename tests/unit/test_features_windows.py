@@ -9,17 +9,17 @@ import pandas as pd
 import pytest
 
 from forecaster.config import FeatureConfig, ForecasterConfig
-from forecaster.dataset import prepare
-from forecaster.errors import DataValidationError
-from forecaster.features import compute_features, next_log_return, warmup_rows
-from forecaster.schemas import frame_meta, with_meta
-from forecaster.windows import (
+from forecaster.data.dataset import prepare
+from forecaster.data.features import compute_features, next_log_return, warmup_rows
+from forecaster.data.schemas import frame_meta, with_meta
+from forecaster.data.windows import (
     concat_windows,
     latest_window,
     min_rows,
     sliding_windows,
     ticker_windows,
 )
+from forecaster.errors import DataValidationError
 
 FEATURES = FeatureConfig(volume_window=5, volatility_window=5)
 LOOKBACK = 10

@@ -9,14 +9,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING_ONLY = (
-    "forecaster.train",
-    "forecaster.backtest",
+    "forecaster.methods.network.train",
+    "forecaster.evaluation.backtest",
     "forecaster.methods.lstm",
     "forecaster.methods.linear",
     "forecaster.methods.windowed",
-    "forecaster.model.lit_module",
-    "forecaster.model.datamodule",
-    "forecaster.evaluation",
+    "forecaster.methods.network.lit_module",
+    "forecaster.methods.network.datamodule",
+    "forecaster.evaluation.metrics",
+    "forecaster.evaluation.plots",
     "lightning",
     "pytorch_lightning",
     "pipelines",
@@ -47,6 +48,40 @@ def offenders(package: str, banned: tuple[str, ...]) -> list[str]:
 
 def test_library_imports_neither_pipelines_nor_service() -> None:
     assert offenders("forecaster", ("pipelines", "service")) == []
+
+
+# The library's floors, in the order data flows: a module imports only from its own floor or
+# the floors before it. The shared values at the top of forecaster/ are floor 0.
+FLOORS = ("data", "methods", "evaluation", "registry", "predlog")
+SHARED = ("config", "errors", "levels", "quantile_forecast", "local_state", "progress",
+          "filelock")  # fmt: skip
+
+
+def _floor(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "forecaster" or len(parts) == 1:
+        return 0 if parts == ["forecaster"] else None
+    if parts[1] in SHARED:
+        return 0
+    return FLOORS.index(parts[1]) + 1 if parts[1] in FLOORS else None
+
+
+def test_the_library_folders_show_the_flow() -> None:
+    """sources/features/windows -> methods -> evaluation -> registry -> prediction log, each
+    folder importing only the ones before it; nothing else sits at the top of forecaster/."""
+    upward, unplaced = [], []
+    for path, names in imported_modules("forecaster").items():
+        module = path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+        own = _floor(module)
+        if own is None:
+            unplaced.append(path)
+            continue
+        for name in names:
+            theirs = _floor(name)
+            if theirs is not None and theirs > own:
+                upward.append(f"{path} (floor {own}) imports {name} (floor {theirs})")
+    assert unplaced == []
+    assert upward == []
 
 
 @pytest.mark.parametrize("package", ["service"])
@@ -89,7 +124,7 @@ def test_exceptions_users_see_live_in_one_module() -> None:
 
 
 def test_registered_models_load_through_the_registry_only() -> None:
-    """One loader: `forecaster.registry.load_registered` reads a version's bundle and weights as
+    """One loader: `forecaster.registry.loader.load_registered` reads a version's bundle and weights as
     data; MLflow's pyfunc loader (which runs the code stored with a model) appears nowhere in
     the project's own code, and nothing else downloads a model's artifacts."""
     found = []
@@ -98,7 +133,10 @@ def test_registered_models_load_through_the_registry_only() -> None:
             text = path.read_text(encoding="utf-8")
             if "pyfunc.load_model" in text:
                 found.append(f"{path.relative_to(ROOT)} calls mlflow.pyfunc.load_model")
-            if "download_artifacts" in text and path != ROOT / "forecaster" / "registry.py":
+            if (
+                "download_artifacts" in text
+                and path != ROOT / "forecaster" / "registry" / "loader.py"
+            ):
                 found.append(f"{path.relative_to(ROOT)} downloads artifacts")
     assert found == []
 
@@ -124,12 +162,12 @@ def test_the_service_reaches_into_no_pipeline() -> None:
 
 
 def test_version_tag_names_are_spelled_in_one_module() -> None:
-    """`forecaster.version_tags` owns the registry tags' names; nobody else spells them."""
+    """`forecaster.registry.version_tags` owns the registry tags' names; nobody else spells them."""
     names = {"data_range", "test_range", "live_updated"}
     found = []
     for package in ("forecaster", "pipelines", "service"):
         for path in (ROOT / package).rglob("*.py"):
-            if path == ROOT / "forecaster" / "version_tags.py":
+            if path == ROOT / "forecaster" / "registry" / "version_tags.py":
                 continue
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Constant) and node.value in names:

@@ -86,7 +86,7 @@ def test_loading_a_model_from_a_store_that_is_down_never_shows_its_password(
     """predict, replay and the champion re-scoring report a failed load in one line: the
     store's URL and MLflow's message both carry the password, the line must not."""
     from forecaster.errors import TrackingError
-    from forecaster.registry import load_registered
+    from forecaster.registry.loader import load_registered
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")

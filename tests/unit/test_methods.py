@@ -10,13 +10,14 @@ import pytest
 
 from forecaster import methods
 from forecaster.config import ForecasterConfig
-from forecaster.dataset import PreparedData, prepare
+from forecaster.data.dataset import PreparedData, prepare
+from forecaster.data.scaling import FeatureScaler
 from forecaster.errors import DataValidationError
-from forecaster.inference import Forecaster, ModelBundle
 from forecaster.methods import CLASSIC, Garch, RandomWalk
 from forecaster.methods.garch import PERCENT, standardised_t
 from forecaster.methods.windowed import ClassicForecaster
-from forecaster.scaling import FeatureScaler
+from forecaster.registry.bundle import ModelBundle
+from forecaster.registry.predictor import Forecaster
 
 LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 
@@ -160,3 +161,49 @@ def test_bundles_from_before_methods_by_name_still_load() -> None:
     assert old.methods["naive"].settings == {"window": 60}
     again = ModelBundle.from_json(old.to_json())
     assert again.methods == old.methods
+
+
+class _ShortWalk(RandomWalk):
+    """A stand-in for the next method: one class, registered by one line (monkeypatched)."""
+
+    name = "short_walk"
+    description = "the random walk over 60 days"
+    label = "the short random walk"
+
+    def __init__(self, window: int = 60) -> None:
+        super().__init__(window)
+
+    @classmethod
+    def from_config(cls, evaluation):  # type: ignore[no-untyped-def]
+        return cls()
+
+
+def test_a_new_method_is_one_class_and_one_registry_line(gspc, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Registered by name, it is scored by the backtest, compared by the routes, stored in the
+    bundle and served by name, with no edit to any of them."""
+    from forecaster.evaluation.backtest import baselines, comparator_scores, day_scores
+    from forecaster.evaluation.gate import Route, route
+    from forecaster.evaluation.metrics import evaluate
+
+    monkeypatch.setitem(CLASSIC, _ShortWalk.name, _ShortWalk)
+    frame, data, config = gspc
+    fitted = {n: f.fit(data) for n, f in baselines(config).items()}
+    assert "short_walk" in fitted
+    test = data.windows.take(data.split.test)
+    forecasts = {n: f.predict(test) for n, f in fitted.items()}
+    ev = evaluate(test, {"model": forecasts["naive"], **forecasts}, LEVELS,
+                  config.model.intervals, config.model.interval_level)  # fmt: skip
+    comparators = comparator_scores(ev)
+    assert set(comparators) == {"naive", "garch", "short_walk"}
+    chosen = route(day_scores(ev, "model"), comparators)
+    assert set(chosen.evidence.pinball_ratios) == {"naive", "garch", "short_walk"}
+    assert Route.from_dict(chosen.to_dict()) == chosen
+    scaler = FeatureScaler.fit(np.ones((3, len(config.features.names))), config.features.names)
+    bundle = ModelBundle.from_json(ModelBundle.from_config(config, scaler).to_json())
+    assert bundle.methods["short_walk"].settings == {"window": 60}
+    served = Forecaster(bundle, bundle.build_network())
+    i = len(test) - 1
+    closes = frame["close"].loc[: pd.Timestamp(test.end_dates[i])].to_numpy()
+    answer = served.baseline_forecast("^GSPC", "short_walk", closes)
+    assert answer.method == "short_walk"
+    np.testing.assert_allclose(answer.quantiles, forecasts["short_walk"][i], rtol=1e-12)

@@ -10,17 +10,17 @@ import pytest
 import torch
 
 from forecaster.config import ForecasterConfig, load_config
-from forecaster.dataset import prepare
-from forecaster.evaluation import evaluate, point_metrics
-from forecaster.inference import ModelBundle
+from forecaster.data.dataset import prepare
+from forecaster.data.scaling import FeatureScaler
+from forecaster.data.schemas import CLOSE
+from forecaster.data.windows import Windows
+from forecaster.evaluation.metrics import evaluate, point_metrics
 from forecaster.methods import Garch, RandomWalk
 from forecaster.methods.linear import LinearQuantileForecaster, fit_ridge
+from forecaster.methods.network.lit_module import pinball_loss
+from forecaster.methods.network.network import LSTMQuantileNet, QuantileEnsemble, combine
 from forecaster.methods.windowed import ClassicForecaster
-from forecaster.model.lit_module import pinball_loss
-from forecaster.model.network import LSTMQuantileNet, QuantileEnsemble, combine
-from forecaster.scaling import FeatureScaler
-from forecaster.schemas import CLOSE
-from forecaster.windows import Windows
+from forecaster.registry.bundle import ModelBundle
 
 LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 

@@ -1,5 +1,5 @@
 """Live scores as a pure function of resolved forecasts, on hand-made numbers
-(`forecaster.monitoring`)."""
+(`forecaster.evaluation.monitoring`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from datetime import date
 import numpy as np
 import pytest
 
-from forecaster import scores
 from forecaster.config import MonitoringConfig
-from forecaster.monitoring import Resolved, WindowFigures, drift_reason, window_scores
+from forecaster.evaluation import scores
+from forecaster.evaluation.monitoring import Resolved, WindowFigures, drift_reason, window_scores
 
 
 def row(last: float, predicted: float, actual: float, q: dict[float, float] | None) -> Resolved:
@@ -78,7 +78,7 @@ def report(
     ],
 )
 def test_drift_rule(case: dict[int, WindowFigures], expected: str | None) -> None:
-    from forecaster.monitoring import drift_reason
+    from forecaster.evaluation.monitoring import drift_reason
 
     assert drift_reason("4", case, MonitoringConfig()) == expected
 
@@ -100,7 +100,7 @@ def test_naive_pinball_is_scored_on_the_same_days() -> None:
 
 
 def test_naive_quantiles_match_the_backtest_baseline(sample_frame) -> None:  # type: ignore[no-untyped-def]
-    from forecaster.monitoring import naive_quantiles
+    from forecaster.evaluation.monitoring import naive_quantiles
 
     closes = sample_frame["close"]
     levels = [0.05, 0.5, 0.95]
@@ -116,7 +116,7 @@ def test_naive_quantiles_match_the_backtest_baseline(sample_frame) -> None:  # t
 def test_live_skill_is_reported_per_serving_method() -> None:
     from dataclasses import replace
 
-    from forecaster.monitoring import version_reports
+    from forecaster.evaluation.monitoring import version_reports
 
     band = {0.1: 95.0, 0.5: 100.0, 0.9: 105.0}
     lstm = [replace(row(100.0, 100.0, 101.0, band), ticker="^GSPC") for _ in range(3)]
@@ -154,7 +154,7 @@ def test_the_drift_rule_follows_the_monitoring_config() -> None:
 def test_a_version_report_keeps_its_json_form() -> None:
     """`forecaster monitor --json` and monitor.json: the headline window's figures at the top
     level beside the version's resolved total, windows keyed by their length as text."""
-    from forecaster.monitoring import version_reports
+    from forecaster.evaluation.monitoring import version_reports
 
     rows = [row(100.0, 100.0, 101.0, {0.1: 95.0, 0.5: 100.0, 0.9: 105.0})] * 3
     rule = MonitoringConfig(windows=(2, 250), headline_window=2, drift_window=250)
@@ -168,3 +168,54 @@ def test_a_version_report_keeps_its_json_form() -> None:
     assert out["windows"]["250"]["resolved"] == 3
     assert out["tickers"]["ACME"]["2"] == out["windows"]["2"]
     assert out["mae"] == out["windows"]["2"]["mae"]
+
+
+def test_the_live_baseline_is_the_random_walk_as_of_the_forecasts_day(sample_frame) -> None:  # type: ignore[no-untyped-def]
+    """with_naive gives each resolved forecast the random walk of its own as-of day: the logged
+    one, else the source's last trading day before the target (calendar_as_of), never later."""
+    from dataclasses import replace
+
+    from forecaster.evaluation.monitoring import calendar_as_of, naive_quantiles, with_naive
+
+    closes = sample_frame["close"].loc[:"2018-07-10"]
+    # 2018-07-04 was a holiday: the day before the 5th's forecast is the 3rd.
+    assert calendar_as_of(closes, date(2018, 7, 5)) == date(2018, 7, 3)
+    assert calendar_as_of(closes, date(2018, 7, 9)) == date(2018, 7, 6)
+    assert calendar_as_of(closes, closes.index[0].date()) is None
+    levels = {0.05: 1.0, 0.5: 1.0, 0.95: 1.0}
+    logged = replace(row(100.0, 100.0, 101.0, levels), ticker="^GSPC",
+                     target_date=date(2018, 7, 9), as_of=date(2018, 7, 2))  # fmt: skip
+    unlogged = replace(logged, as_of=None)
+    unknown = replace(logged, ticker="NOPE")
+    bare = replace(logged, quantiles=None)
+    out = with_naive([logged, unlogged, unknown, bare], {"^GSPC": closes}, 250)
+    assert out[0].naive_quantiles == naive_quantiles(
+        closes, date(2018, 7, 2), [0.05, 0.5, 0.95], 250
+    )
+    assert out[1].naive_quantiles == naive_quantiles(
+        closes, date(2018, 7, 6), [0.05, 0.5, 0.95], 250
+    )
+    assert out[0].naive_quantiles != out[1].naive_quantiles
+    assert out[2].naive_quantiles is None
+    assert out[3].naive_quantiles is None
+    # The random walk's median is a zero return: the as-of day's close, in prices.
+    assert out[1].naive_quantiles[0.5] == pytest.approx(float(closes.loc["2018-07-06"]))
+
+
+def test_each_window_is_the_newest_resolved_forecasts() -> None:
+    """A 2-row window of three rows oldest first scores the last two, not the first two."""
+    from forecaster.evaluation.monitoring import version_reports
+
+    rows = [replace_target(row(100.0, 100.0, actual, None), day)
+            for day, actual in ((1, 150.0), (2, 101.0), (3, 102.0))]  # fmt: skip
+    rule = MonitoringConfig(windows=(2, 3), headline_window=2, drift_window=2)
+    (report_,) = version_reports(rows, rule)
+    assert report_.windows[2].mae == pytest.approx(1.5)  # |101 - 100|, |102 - 100|
+    assert report_.windows[3].mae == pytest.approx((50 + 1 + 2) / 3)
+    assert report_.headline.mae == pytest.approx(1.5)
+
+
+def replace_target(resolved: Resolved, day: int) -> Resolved:
+    from dataclasses import replace
+
+    return replace(resolved, target_date=date(2024, 1, day))

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import create_engine, text
 
 from forecaster.config import MonitoringConfig
-from forecaster.monitoring import Resolved, version_reports
+from forecaster.evaluation.monitoring import Resolved, version_reports
 from forecaster.predlog import repository
 from forecaster.predlog.migrate import _config, open_log, upgrade
 from service.live_scores import LiveGauges, LiveScores

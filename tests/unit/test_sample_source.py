@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from forecaster.config import DataConfig
+from forecaster.data.sources import SampleSource, load_frames
 from forecaster.errors import DataValidationError, TickerNotFoundError
-from forecaster.sources import SampleSource, load_frames
 
 
 def test_bundled_sample_is_the_real_sp500_series(sample_frame: pd.DataFrame) -> None:

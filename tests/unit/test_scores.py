@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from forecaster import scores
+from forecaster.evaluation import scores
 
 LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 

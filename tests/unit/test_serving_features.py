@@ -14,13 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forecaster.config import ALL_FEATURES, FeatureConfig
+from forecaster.data.features import compute_features, latest_features, warmup_rows
+from forecaster.data.scaling import FeatureScaler
+from forecaster.data.schemas import FrameMeta, validate_ohlcv, with_meta
+from forecaster.data.windows import all_windows
 from forecaster.errors import DataValidationError
-from forecaster.features import compute_features, latest_features, warmup_rows
-from forecaster.forward import predict_quantiles
-from forecaster.inference import Forecaster, ModelBundle
-from forecaster.scaling import FeatureScaler
-from forecaster.schemas import FrameMeta, validate_ohlcv, with_meta
-from forecaster.windows import all_windows
+from forecaster.methods.network.forward import predict_quantiles
+from forecaster.registry.bundle import ModelBundle
+from forecaster.registry.predictor import Forecaster
 from service.client_history import check_history
 from service.requests import parse_prediction
 

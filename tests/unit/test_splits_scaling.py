@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from forecaster.config import ForecasterConfig, SplitConfig
-from forecaster.dataset import prepare
+from forecaster.data.dataset import prepare
+from forecaster.data.scaling import FeatureScaler
+from forecaster.data.splits import chronological_split, walk_forward_folds
 from forecaster.errors import DataValidationError
-from forecaster.scaling import FeatureScaler
-from forecaster.splits import chronological_split, walk_forward_folds
 
 
 def dates(n: int, tickers: int = 1) -> np.ndarray:
@@ -127,7 +127,7 @@ def test_a_ticker_too_short_to_split_is_named() -> None:
 
 
 def test_balanced_sampling_gives_every_ticker_the_same_share() -> None:
-    from forecaster.model.datamodule import ticker_weights
+    from forecaster.methods.network.datamodule import ticker_weights
 
     tickers = np.array(["A"] * 900 + ["B"] * 100, dtype=object)
     weights = ticker_weights(tickers)

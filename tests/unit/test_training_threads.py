@@ -8,7 +8,7 @@ import os
 import pytest
 
 from forecaster.config import load_config
-from forecaster.train import training_threads
+from forecaster.methods.network.train import training_threads
 
 
 def cores() -> int:

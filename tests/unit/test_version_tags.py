@@ -7,8 +7,8 @@ from datetime import date
 
 import pandas as pd
 
-from forecaster import version_tags
-from forecaster.version_tags import VersionTags
+from forecaster.registry import version_tags
+from forecaster.registry.version_tags import VersionTags
 
 TAGS = VersionTags(
     tickers=("^GSPC", "AAPL"),

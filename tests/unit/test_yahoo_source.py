@@ -20,9 +20,9 @@ from curl_cffi.requests.exceptions import DNSError
 from yfinance.exceptions import YFRateLimitError, YFTzMissingError
 
 from forecaster.config import YahooConfig
+from forecaster.data.schemas import ADJUSTED, RAW, frame_meta
+from forecaster.data.sources.yahoo import YahooSource
 from forecaster.errors import SourceUnavailableError, TickerNotFoundError
-from forecaster.schemas import ADJUSTED, RAW, frame_meta
-from forecaster.sources.yahoo import YahooSource
 
 
 def yfinance_shaped(frame: pd.DataFrame, *, auto_adjust: bool) -> pd.DataFrame:

@@ -8,12 +8,12 @@ from pathlib import Path
 import pandas as pd
 
 from forecaster.config import DataConfig
+from forecaster.data.schemas import frame_meta, with_meta
+from forecaster.data.sources.base import OHLCVSource, read_yahoo_csv
+from forecaster.data.sources.csv_file import CsvSource
+from forecaster.data.sources.sample import SAMPLE_TICKER, SampleSource
 from forecaster.errors import DataValidationError
 from forecaster.local_state import yahoo_cache
-from forecaster.schemas import frame_meta, with_meta
-from forecaster.sources.base import OHLCVSource, read_yahoo_csv
-from forecaster.sources.csv_file import CsvSource
-from forecaster.sources.sample import SAMPLE_TICKER, SampleSource
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def make_source(config: DataConfig) -> OHLCVSource:
             csv_tickers(config), auto_adjust=config.auto_adjust, date_format=config.date_format
         )
     # Imported here so that users of the offline sources never pay for importing yfinance.
-    from forecaster.sources.yahoo import YahooSource
+    from forecaster.data.sources.yahoo import YahooSource
 
     return YahooSource(yahoo_cache(config.data_dir), config.yahoo, auto_adjust=config.auto_adjust)
 

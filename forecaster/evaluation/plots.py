@@ -15,10 +15,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from forecaster.config import ModelConfig
-from forecaster.evaluation import Evaluation
+from forecaster.data.windows import Windows
+from forecaster.evaluation.metrics import Evaluation
+from forecaster.evaluation.scores import pit_values
 from forecaster.levels import interval_columns
-from forecaster.scores import pit_values
-from forecaster.windows import Windows
 
 BAND_ALPHA = {0.5: 0.45, 0.8: 0.3, 0.9: 0.18}
 

@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecaster.calibration import Calibration
 from forecaster.config import ForecasterConfig
-from forecaster.dataset import PreparedData, build_windows, fit_scaler, last_train_days
-from forecaster.evaluation import LINEAR, MODEL, RAW, Evaluation, evaluate
-from forecaster.gate import (
+from forecaster.data.dataset import PreparedData, build_windows, fit_scaler, last_train_days
+from forecaster.data.sources import load_frames
+from forecaster.data.splits import walk_forward_folds
+from forecaster.data.windows import Windows, concat_windows
+from forecaster.evaluation.gate import (
     NO_EVIDENCE,
     UNSEEN_SCOPE,
     DayScores,
@@ -30,17 +31,15 @@ from forecaster.gate import (
     Route,
     route,
 )
-from forecaster.inference import quantile_column
+from forecaster.evaluation.metrics import LINEAR, MODEL, RAW, Evaluation, evaluate
 from forecaster.methods import CLASSIC, Garch, configured
+from forecaster.methods.calibration import Calibration
 from forecaster.methods.linear import LinearQuantileForecaster
 from forecaster.methods.lstm import LSTMForecaster
+from forecaster.methods.network.train import TrainedModel
 from forecaster.methods.windowed import ClassicForecaster, QuantileForecaster
 from forecaster.progress import bar
-from forecaster.quantile_forecast import to_prices
-from forecaster.sources import load_frames
-from forecaster.splits import walk_forward_folds
-from forecaster.train import TrainedModel
-from forecaster.windows import Windows, concat_windows
+from forecaster.quantile_forecast import quantile_column, to_prices
 
 logger = logging.getLogger(__name__)
 

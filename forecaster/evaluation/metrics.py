@@ -19,17 +19,19 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from forecaster import scores
 from forecaster.config import level_key
+from forecaster.data.windows import Windows
+from forecaster.evaluation import scores
 from forecaster.levels import interval_columns
 from forecaster.levels import median_index as level_median
-from forecaster.windows import Windows
 
 MODEL = "model"
 NAIVE = "naive"
 GARCH = "garch"
 LINEAR = "linear"
-RAW = "raw"  # the model's quantiles before per-ticker recalibration (forecaster.calibration)
+RAW = (
+    "raw"  # the model's quantiles before per-ticker recalibration (forecaster.methods.calibration)
+)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import lightning.pytorch as pl
 import torch
 from torchmetrics import MeanMetric
 
-from forecaster.model.network import LSTMQuantileNet
+from forecaster.methods.network.network import LSTMQuantileNet
 
 
 def pinball_loss(pred: torch.Tensor, target: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:

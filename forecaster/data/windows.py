@@ -15,9 +15,9 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from forecaster.config import FeatureConfig
+from forecaster.data.features import compute_features, latest_features, next_log_return, warmup_rows
+from forecaster.data.schemas import CLOSE, OHLCVArrays, frame_meta
 from forecaster.errors import DataValidationError
-from forecaster.features import compute_features, latest_features, next_log_return, warmup_rows
-from forecaster.schemas import CLOSE, OHLCVArrays, frame_meta
 
 
 def sliding_windows(

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from forecaster import levels as level_math
-from forecaster import scores
 from forecaster.config import MonitoringConfig, level_key
+from forecaster.evaluation import scores
 from forecaster.methods import RandomWalk
 
 

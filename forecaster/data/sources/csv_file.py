@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from forecaster.data.sources.base import read_yahoo_csv
 from forecaster.errors import TickerNotFoundError
-from forecaster.sources.base import read_yahoo_csv
 
 
 class CsvSource:

@@ -22,8 +22,8 @@ from typing import IO
 
 import pandas as pd
 
+from forecaster.data.sources.base import read_yahoo_csv
 from forecaster.errors import DataError, TickerNotFoundError
-from forecaster.sources.base import read_yahoo_csv
 
 SAMPLE_TICKER = "^GSPC"
 

@@ -21,15 +21,15 @@ from torch import nn
 from tqdm import tqdm
 
 from forecaster.config import ForecasterConfig, TrainingConfig
+from forecaster.data.scaling import FeatureScaler
+from forecaster.data.windows import Windows
 from forecaster.errors import TrainingError
-from forecaster.forward import predict_quantiles
-from forecaster.inference import ModelBundle
-from forecaster.model.datamodule import WindowDataModule
-from forecaster.model.lit_module import LitForecaster
-from forecaster.model.network import LSTMQuantileNet, combine
+from forecaster.methods.network.datamodule import WindowDataModule
+from forecaster.methods.network.forward import predict_quantiles
+from forecaster.methods.network.lit_module import LitForecaster
+from forecaster.methods.network.network import LSTMQuantileNet, combine
+from forecaster.methods.network.spec import NetworkSpec
 from forecaster.progress import bar
-from forecaster.scaling import FeatureScaler
-from forecaster.windows import Windows
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def _train_member(
     training = config.training
     pl.seed_everything(seed, workers=True, verbose=False)
     target_scale = float(np.std(train.y)) or 1.0
-    network = ModelBundle.from_config(config, scaler).member_network(target_scale)
+    network = NetworkSpec.from_config(config, scaler).member(target_scale)
     module = LitForecaster(
         network,
         quantiles=config.model.quantiles,

@@ -2,8 +2,8 @@
 loader: the API, predict, replay and the champion re-scoring all use it), read what versions
 saw, re-score the champion on given days, and move `champion` as a gate decision says.
 
-Aliases, not the deprecated stages. The decision itself is `forecaster.gate.decide`, a pure
-function; nothing here decides.
+Aliases, not the deprecated stages. The decision itself is
+`forecaster.evaluation.gate.decide`, a pure function; nothing here decides.
 """
 
 from __future__ import annotations
@@ -30,12 +30,13 @@ from mlflow.exceptions import MlflowException
 from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from forecaster import version_tags
+from forecaster.data.schemas import DATE, OHLCV_COLUMNS
+from forecaster.data.windows import Windows
 from forecaster.errors import ModelFormatError, StoreUnavailableError, TrackingError, first_line
-from forecaster.inference import Forecaster, served_artifacts
 from forecaster.local_state import redact, shown_url
-from forecaster.schemas import DATE, OHLCV_COLUMNS
-from forecaster.windows import Windows
+from forecaster.registry import version_tags
+from forecaster.registry.bundle import served_artifacts
+from forecaster.registry.predictor import Forecaster
 
 logger = logging.getLogger(__name__)
 

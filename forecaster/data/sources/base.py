@@ -9,8 +9,7 @@ from typing import IO, Protocol
 import numpy as np
 import pandas as pd
 
-from forecaster.errors import DataError, DataValidationError, first_line
-from forecaster.schemas import (
+from forecaster.data.schemas import (
     ADJ_CLOSE,
     ADJUSTED,
     AS_GIVEN,
@@ -22,6 +21,7 @@ from forecaster.schemas import (
     validate_ohlcv,
     with_meta,
 )
+from forecaster.errors import DataError, DataValidationError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ _ISO_DATE = r"^\d{4}-\d{2}-\d{2}"
 
 
 class OHLCVSource(Protocol):
-    """Anything that returns a validated OHLCV frame (see forecaster.schemas) for a ticker."""
+    """Anything that returns a validated OHLCV frame (see forecaster.data.schemas) for a ticker."""
 
     name: str
 

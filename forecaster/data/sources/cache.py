@@ -12,8 +12,8 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from forecaster.data.schemas import validate_ohlcv
 from forecaster.errors import DataValidationError
-from forecaster.schemas import validate_ohlcv
 
 logger = logging.getLogger(__name__)
 

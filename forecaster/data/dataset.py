@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 
 from forecaster.config import ForecasterConfig
-from forecaster.features import compute_features
-from forecaster.scaling import FeatureScaler
-from forecaster.splits import Split, chronological_split
-from forecaster.windows import Windows, concat_windows, ticker_windows
+from forecaster.data.features import compute_features
+from forecaster.data.scaling import FeatureScaler
+from forecaster.data.splits import Split, chronological_split
+from forecaster.data.windows import Windows, concat_windows, ticker_windows
 
 logger = logging.getLogger(__name__)
 

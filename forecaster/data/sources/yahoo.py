@@ -18,13 +18,7 @@ import yfinance as yf
 from yfinance.exceptions import YFException, YFRateLimitError, YFTickerMissingError
 
 from forecaster.config import YahooConfig
-from forecaster.errors import (
-    DataValidationError,
-    SourceUnavailableError,
-    TickerNotFoundError,
-    first_line,
-)
-from forecaster.schemas import (
+from forecaster.data.schemas import (
     ADJUSTED,
     CLOSE,
     OHLCV_COLUMNS,
@@ -34,7 +28,13 @@ from forecaster.schemas import (
     validate_ohlcv,
     with_meta,
 )
-from forecaster.sources.cache import CachedSeries, ParquetCache
+from forecaster.data.sources.cache import CachedSeries, ParquetCache
+from forecaster.errors import (
+    DataValidationError,
+    SourceUnavailableError,
+    TickerNotFoundError,
+    first_line,
+)
 
 logger = logging.getLogger(__name__)
 

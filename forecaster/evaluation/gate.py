@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from forecaster.evaluation.scores import diebold_mariano, kupiec_pvalue
 from forecaster.methods import CLASSIC, NETWORK, Garch, RandomWalk, names
-from forecaster.scores import diebold_mariano, kupiec_pvalue
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
-from forecaster.windows import Windows
+from forecaster.data.windows import Windows
 
 
 def _dataset(windows: Windows) -> TensorDataset:

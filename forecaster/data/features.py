@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.config import FeatureConfig, FeatureName
-from forecaster.schemas import CLOSE, OHLCVArrays
+from forecaster.data.schemas import CLOSE, OHLCVArrays
 
 TARGET = "target"
 

@@ -29,11 +29,12 @@ from mlflow.types import ColSpec, Schema
 
 from forecaster import __version__
 from forecaster.config import ForecasterConfig, config_to_yaml
+from forecaster.data.schemas import DATE, OHLCV_COLUMNS, frame_meta
 from forecaster.errors import TrackingError
 from forecaster.filelock import blocking_lock
-from forecaster.inference import ENTRY_SCRIPT, Forecaster
 from forecaster.local_state import mlflow_artifacts, mlflow_store
-from forecaster.schemas import DATE, OHLCV_COLUMNS, frame_meta
+from forecaster.registry.bundle import ENTRY_SCRIPT
+from forecaster.registry.predictor import Forecaster
 
 logger = logging.getLogger(__name__)
 
