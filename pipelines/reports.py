@@ -132,9 +132,12 @@ def metrics_table(summary: dict[str, Any]) -> list[str]:
                             and summary["diebold_mariano"]["pvalue"] < 0.05 else
                             ", not significantly"))
     )  # fmt: skip
-    for vs in ("naive", "garch"):
+    prefix = "pinball_ratio_vs_"
+    compared = [k.removeprefix(prefix) for k in summary
+                if k.startswith(prefix) and k != prefix + "strongest"]  # fmt: skip
+    for vs in compared:
         ratio = summary[f"pinball_ratio_vs_{vs}"]
-        if ratio is None:
+        if ratio is None or f"dm_pinball_vs_{vs}" not in summary:
             continue
         dm = summary[f"dm_pinball_vs_{vs}"]
         verdict = (
@@ -147,6 +150,12 @@ def metrics_table(summary: dict[str, Any]) -> list[str]:
         lines.append(
             f"  distribution: pinball ratio vs {vs} {ratio:.4f} ({100 * (1 - ratio):+.1f}%), "
             f"one-sided DM p {_p(dm)}: the model {verdict}"
+        )
+    strongest = summary.get("strongest_comparator")
+    if strongest is not None and summary.get("pinball_ratio_vs_strongest") is not None:
+        lines.append(
+            f"  strongest classic comparator on these days: {strongest} (the model's pinball "
+            f"ratio vs it {summary['pinball_ratio_vs_strongest']:.4f})"
         )
     kupiec = ", ".join(
         f"{float(k):.0%} p {v:.3g}" for k, v in summary["model"]["kupiec_pvalue"].items()

@@ -24,6 +24,7 @@ from forecaster.data.windows import Windows
 from forecaster.evaluation import scores
 from forecaster.levels import interval_columns
 from forecaster.levels import median_index as level_median
+from forecaster.methods import CLASSIC
 
 MODEL = "model"
 NAIVE = "naive"
@@ -232,12 +233,18 @@ class Evaluation:
                     "statistic": _nan_to_none(dm_point),
                     "pvalue": _nan_to_none(worse),
                 },
-                "pinball_ratio_vs_naive": _nan_to_none(self.ratio("pinball")),
-                "pinball_ratio_vs_garch": _nan_to_none(self.ratio("pinball", vs=GARCH)),
+                **{
+                    f"pinball_ratio_vs_{vs}": _nan_to_none(self.ratio("pinball", vs=vs))
+                    for vs in self.comparators()
+                },
+                "strongest_comparator": self.strongest(),
+                "pinball_ratio_vs_strongest": _nan_to_none(
+                    self.ratio("pinball", vs=self.strongest() or NAIVE)
+                ),
                 "red_flags": self.red_flags(lookahead_pinball_ratio),
             }
         )
-        for vs in (NAIVE, GARCH):
+        for vs in self.comparators():
             stat, p_better, _ = self.dm("pinball", vs)
             # One-sided: p that the model's pinball loss is not lower than the baseline's.
             out[f"dm_pinball_vs_{vs}"] = {
@@ -245,6 +252,17 @@ class Evaluation:
                 "pvalue": _nan_to_none(p_better),
             }
         return out
+
+    def comparators(self) -> list[str]:
+        """The classic methods the model is compared with, by name (forecaster.methods): the
+        random walk and GARCH always have keys (null without scores), any other when scored."""
+        return [n for n in CLASSIC if n in (NAIVE, GARCH) or n in self.scores]
+
+    def strongest(self) -> str | None:
+        """The scored classic method with the lowest mean pinball on these days."""
+        scored = {n: self.scores[n].pinball for n in CLASSIC if n in self.scores}
+        finite = {n: p for n, p in scored.items() if math.isfinite(p)}
+        return min(finite, key=lambda n: finite[n]) if finite else None
 
     def tickers(self) -> list[str]:
         """The tickers scored, in the order their windows come."""
@@ -288,12 +306,12 @@ class Evaluation:
             out[f"{name}_coverage"] = s.intervals[self.interval_level].coverage
             out[f"{name}_interval_width"] = s.intervals[self.interval_level].width
         summary = self.summary()
-        for key in ("mae_ratio_vs_naive", "linear_mae_ratio_vs_naive", "up_day_share",
-                    "pinball_ratio_vs_naive", "pinball_ratio_vs_garch"):  # fmt: skip
+        ratios = [f"pinball_ratio_vs_{vs}" for vs in (*self.comparators(), "strongest")]
+        for key in ("mae_ratio_vs_naive", "linear_mae_ratio_vs_naive", "up_day_share", *ratios):
             if summary.get(key) is not None:
                 out[key] = float(summary[key])
-        for key in ("diebold_mariano", "dm_mae_worse_vs_naive", "dm_pinball_vs_naive",
-                    "dm_pinball_vs_garch"):  # fmt: skip
+        tests = [f"dm_pinball_vs_{vs}" for vs in self.comparators()]
+        for key in ("diebold_mariano", "dm_mae_worse_vs_naive", *tests):
             prefix = "dm" if key == "diebold_mariano" else key
             for part in ("statistic", "pvalue"):
                 if summary[key][part] is not None:

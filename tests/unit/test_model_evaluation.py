@@ -138,6 +138,14 @@ def test_evaluate_scores_every_forecaster_on_the_same_days() -> None:
     assert summary["pinball_ratio_vs_naive"] < 0.9
     assert summary["dm_pinball_vs_naive"]["pvalue"] < 1e-6
     assert summary["pinball_ratio_vs_garch"] is None  # no garch block given
+    assert summary["strongest_comparator"] == "naive"
+    assert summary["pinball_ratio_vs_strongest"] == summary["pinball_ratio_vs_naive"]
+    # With GARCH scored too (here: the true distribution), the strongest is named by its scores.
+    both = evaluate(windows, {"model": true_q, "naive": wide_q, "garch": true_q * 1.1}, LEVELS,
+                    (0.5, 0.8, 0.9), 0.8).summary()  # fmt: skip
+    assert both["strongest_comparator"] == "garch"
+    assert both["pinball_ratio_vs_strongest"] == both["pinball_ratio_vs_garch"]
+    assert both["pinball_ratio_vs_garch"] < 1
     # Both medians are zero: point metrics are exactly naive persistence's.
     assert summary["mae_ratio_vs_naive"] == pytest.approx(1.0)
     assert summary["model"]["directional_accuracy"] is None
