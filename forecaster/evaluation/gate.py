@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forecaster.evaluation.scores import diebold_mariano, kupiec_pvalue
+from forecaster.evaluation.scores import diebold_mariano, kupiec_pvalue, lowest
 from forecaster.methods import CLASSIC, NETWORK, Garch, RandomWalk, names
 
 
@@ -316,8 +316,7 @@ def route(
         if name != RANDOM_WALK
     }
     means = {name: float(np.mean(c.pinball)) for name, c in comparators.items()}
-    finite = {name: m for name, m in means.items() if math.isfinite(m)}
-    strongest = min(finite, key=lambda k: finite[k]) if finite else None
+    strongest = lowest(means)
     kupiec = {
         f"{c:g}": _none_if_nan(kupiec_pvalue(hits, c))
         for c, hits in sorted(model.violations.items())

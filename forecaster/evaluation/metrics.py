@@ -30,9 +30,8 @@ MODEL = "model"
 NAIVE = "naive"
 GARCH = "garch"
 LINEAR = "linear"
-RAW = (
-    "raw"  # the model's quantiles before per-ticker recalibration (forecaster.methods.calibration)
-)
+# The model's quantiles before per-ticker recalibration (forecaster.methods.calibration).
+RAW = "raw"
 
 
 @dataclass(frozen=True)
@@ -208,6 +207,7 @@ class Evaluation:
         """The JSON contract of train, retrain and backtest: one block per forecaster plus the
         headline ratios and tests of the model against the baselines."""
         n = self.n_days
+        strongest = self.strongest()
         ups = int(np.sum(self.windows.target_close > self.windows.last_close))
         accuracy = self.model.point.directional_accuracy
         hits = round((accuracy or 0.0) * n)
@@ -237,9 +237,9 @@ class Evaluation:
                     f"pinball_ratio_vs_{vs}": _nan_to_none(self.ratio("pinball", vs=vs))
                     for vs in self.comparators()
                 },
-                "strongest_comparator": self.strongest(),
+                "strongest_comparator": strongest,
                 "pinball_ratio_vs_strongest": _nan_to_none(
-                    self.ratio("pinball", vs=self.strongest() or NAIVE)
+                    self.ratio("pinball", vs=strongest) if strongest else math.nan
                 ),
                 "red_flags": self.red_flags(lookahead_pinball_ratio),
             }
@@ -260,9 +260,7 @@ class Evaluation:
 
     def strongest(self) -> str | None:
         """The scored classic method with the lowest mean pinball on these days."""
-        scored = {n: self.scores[n].pinball for n in CLASSIC if n in self.scores}
-        finite = {n: p for n, p in scored.items() if math.isfinite(p)}
-        return min(finite, key=lambda n: finite[n]) if finite else None
+        return scores.lowest({n: self.scores[n].pinball for n in CLASSIC if n in self.scores})
 
     def tickers(self) -> list[str]:
         """The tickers scored, in the order their windows come."""

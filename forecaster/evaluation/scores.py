@@ -9,7 +9,7 @@ as a constant loss differential), so callers can print them and decide for thems
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -140,3 +140,10 @@ def pit_values(q: np.ndarray, y: np.ndarray, levels: Sequence[float]) -> np.ndar
     for i in range(len(y)):
         out[i] = np.interp(y[i], q[i], tau, left=0.0, right=1.0)
     return out
+
+
+def lowest(losses: Mapping[str, float]) -> str | None:
+    """The name with the lowest finite mean loss (the first on a tie), or None: how the gate,
+    the routes and the summaries name the strongest comparator."""
+    finite = {name: loss for name, loss in losses.items() if math.isfinite(loss)}
+    return min(finite, key=lambda name: finite[name]) if finite else None

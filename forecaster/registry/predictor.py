@@ -19,6 +19,7 @@ from forecaster.data.schemas import (
     OHLCVArrays,
 )
 from forecaster.data.windows import all_windows, latest_array_window, latest_window
+from forecaster.errors import ModelFormatError
 from forecaster.evaluation.gate import Route
 from forecaster.methods import FALLBACK, NETWORK, Method, log_returns
 from forecaster.methods.calibration import (
@@ -59,11 +60,19 @@ class Forecaster:
 
     @classmethod
     def load(cls, bundle_path: Path, weights_path: Path) -> Forecaster:
-        bundle = ModelBundle.from_json(Path(bundle_path).read_text(encoding="utf-8"))
-        network = bundle.build_network()
+        """Raises ModelFormatError for a bundle this version cannot read (a key it lacks, a
+        method name its registry does not know: a model from a newer forecaster)."""
+        try:
+            bundle = ModelBundle.from_json(Path(bundle_path).read_text(encoding="utf-8"))
+            forecaster = cls(bundle, bundle.build_network())
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFormatError(
+                f"{BUNDLE_FILE}: cannot read it ({type(exc).__name__}: {exc}); was the model "
+                "made by a newer forecaster?"
+            ) from exc
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
-        network.load_state_dict(state)
-        return cls(bundle, network)
+        forecaster.network.load_state_dict(state)
+        return forecaster
 
     def save(self, directory: Path) -> tuple[Path, Path]:
         directory.mkdir(parents=True, exist_ok=True)

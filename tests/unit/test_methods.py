@@ -207,3 +207,31 @@ def test_a_new_method_is_one_class_and_one_registry_line(gspc, monkeypatch) -> N
     answer = served.baseline_forecast("^GSPC", "short_walk", closes)
     assert answer.method == "short_walk"
     np.testing.assert_allclose(answer.quantiles, forecasts["short_walk"][i], rtol=1e-12)
+
+
+def test_a_bundle_naming_an_unknown_method_is_refused_in_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A model from a newer forecaster (a method this registry lacks) is a ModelFormatError
+    naming the file and the method, which the loader turns into one line; never a traceback."""
+    import json
+
+    from forecaster.errors import ModelFormatError
+
+    config = ForecasterConfig.model_validate({"data": {"tickers": ["^GSPC"]}})
+    scaler = FeatureScaler.fit(np.ones((3, len(config.features.names))), config.features.names)
+    bundle = ModelBundle.from_config(config, scaler)
+    paths = Forecaster(bundle, bundle.build_network()).save(tmp_path)
+    data = json.loads(paths[0].read_text())
+    data["serving"]["methods"]["egarch"] = {"settings": {}, "params": {}}
+    paths[0].write_text(json.dumps(data))
+    with pytest.raises(ModelFormatError, match=r"bundle\.json: .*'egarch'.*newer forecaster"):
+        Forecaster.load(*paths)
+
+
+def test_the_strongest_comparator_is_the_lowest_finite_loss() -> None:
+    from forecaster.evaluation.scores import lowest
+
+    assert lowest({"naive": 2.0, "garch": 1.5, "egarch": 1.7}) == "garch"
+    assert lowest({"naive": 1.0, "garch": 1.0}) == "naive"  # a tie: the first
+    assert lowest({"naive": float("nan"), "garch": 3.0}) == "garch"
+    assert lowest({"naive": float("inf")}) is None
+    assert lowest({}) is None
