@@ -116,18 +116,47 @@ def christoffersen_pvalue(hits: np.ndarray) -> float:
     return float(stats.chi2.sf(lr, df=1))
 
 
-def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray) -> tuple[float, float, float]:
-    """Diebold-Mariano test of equal loss for 1-step forecasts (Harvey-Leybourne-Newbold).
+def newey_west_lags(n: int) -> int:
+    """Newey and West's (1994) rule of thumb, floor(4 (n / 100)^(2/9)): loss differentials of
+    volatility forecasts are serially correlated even one step ahead (volatility clusters)."""
+    return math.floor(4.0 * (n / 100.0) ** (2.0 / 9.0)) if n > 0 else 0
 
-    Returns (statistic, p-value that `a` is better, p-value that `a` is worse), one-sided, on
-    the loss differential a - b: a negative statistic means `a` has the smaller losses.
+
+def long_run_variance(d: np.ndarray, lags: int) -> float:
+    """Newey-West (Bartlett kernel) long-run variance of a series about its mean:
+    gamma_0 + 2 sum_{j=1..L} (1 - j / (L + 1)) gamma_j, autocovariances divided by n."""
+    centred = d - d.mean()
+    n = len(centred)
+    total = float(centred @ centred) / n
+    for j in range(1, min(lags, n - 1) + 1):
+        total += 2.0 * (1.0 - j / (lags + 1.0)) * float(centred[j:] @ centred[:-j]) / n
+    return total
+
+
+def diebold_mariano(
+    loss_a: np.ndarray, loss_b: np.ndarray, horizon: int = 1, lags: int | None = None
+) -> tuple[float, float, float]:
+    """Diebold-Mariano test of equal loss with a HAC variance and the Harvey-Leybourne-Newbold
+    small-sample correction.
+
+    The mean loss differential d = a - b is divided by the square root of its Newey-West
+    long-run variance over n (`lags` autocovariances, at least horizon - 1 since h-step errors
+    overlap; Newey-West's rule of thumb by default), times HLN's factor
+    sqrt((n + 1 - 2h + h(h - 1)/n) / n), and referred to Student's t with n - 1 degrees of
+    freedom (Harvey, Leybourne and Newbold 1997). Returns
+    (statistic, p-value that `a` is better, p-value that `a` is worse), one-sided: a negative
+    statistic means `a` has the smaller losses. NaN where the variance is not positive.
     """
     d = np.asarray(loss_a, dtype=np.float64) - np.asarray(loss_b, dtype=np.float64)
-    n = len(d)
-    variance = float(np.var(d, ddof=0))
-    if n < 3 or variance == 0:
+    n, h = len(d), int(horizon)
+    if n < 3 or h < 1 or np.all(d == d[0]):
         return math.nan, math.nan, math.nan
-    dm = float(np.mean(d) / math.sqrt(variance / n)) * math.sqrt((n - 1) / n)
+    chosen = max(h - 1, newey_west_lags(n) if lags is None else int(lags))
+    variance = long_run_variance(d, chosen)
+    if not variance > 0:  # Bartlett weights keep it >= 0; 0 only for a constant differential
+        return math.nan, math.nan, math.nan
+    correction = math.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
+    dm = float(np.mean(d) / math.sqrt(variance / n)) * correction
     return dm, float(stats.t.cdf(dm, df=n - 1)), float(stats.t.sf(dm, df=n - 1))
 
 

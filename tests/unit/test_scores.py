@@ -122,13 +122,48 @@ def test_christoffersen_against_a_hand_computation() -> None:
 
 
 def test_diebold_mariano_against_a_hand_computation() -> None:
-    """Loss differential d = (3 1 4 1 5 9) - 2 = (1 -1 2 -1 3 7): mean 11/6, variance (ddof 0)
-    269/36, DM = mean / sqrt(var / n) = 1.6428, times the Harvey-Leybourne-Newbold factor
-    sqrt((n + 1 - 2h + h(h - 1)/n) / n) = sqrt(5/6) for h = 1; p from Student's t with n - 1."""
-    stat, better, worse = scores.diebold_mariano(np.array([3, 1, 4, 1, 5, 9.0]), np.full(6, 2.0))
-    expected = (11 / 6) / math.sqrt((269 / 36) / 6) * math.sqrt(5 / 6)
+    """Loss differential d = (3 1 4 1 5 9) - 2 = (1 -1 2 -1 3 7): mean 11/6; deviations
+    (-5 -17 1 -17 7 31)/6 give gamma_0 = 269/36 and gamma_1 = sum of lag-1 products / n =
+    (85 - 17 - 17 - 119 + 217)/216 = 149/216; with one Newey-West lag the long-run variance is
+    gamma_0 + 2 (1/2) gamma_1 = 1763/216. DM = mean / sqrt(lrv / n) times the Harvey-Leybourne-
+    Newbold factor sqrt((n + 1 - 2h + h(h - 1)/n) / n) = sqrt(5/6) for h = 1; p from Student's
+    t with n - 1 degrees of freedom."""
+    a, b = np.array([3, 1, 4, 1, 5, 9.0]), np.full(6, 2.0)
+    stat, better, worse = scores.diebold_mariano(a, b, lags=1)
+    expected = (11 / 6) / math.sqrt((1763 / 216) / 6) * math.sqrt(5 / 6)
     assert stat == pytest.approx(expected, rel=1e-12)
-    assert stat == pytest.approx(1.499690, abs=1e-6)
+    assert stat == pytest.approx(1.434918, abs=1e-6)
     assert worse == pytest.approx(stats.t.sf(expected, df=5), rel=1e-12)
-    assert worse == pytest.approx(0.096990, abs=1e-6)
     assert better == pytest.approx(1 - worse, rel=1e-12)
+    # No lags: the plain variance (269/36), as the 1-step test without HAC.
+    stat0, _, worse0 = scores.diebold_mariano(a, b, lags=0)
+    assert stat0 == pytest.approx((11 / 6) / math.sqrt((269 / 36) / 6) * math.sqrt(5 / 6))
+    assert worse0 == pytest.approx(0.096990, abs=1e-6)
+
+
+def test_diebold_mariano_horizon_sets_the_hln_factor_and_the_least_lags() -> None:
+    """h = 3 on n = 6: HLN factor sqrt((7 - 6 + 6/6) / 6) = sqrt(1/3), and at least h - 1 = 2
+    lags even when fewer are asked for."""
+    a, b = np.array([3, 1, 4, 1, 5, 9.0]), np.full(6, 2.0)
+    d = a - b
+    lrv = scores.long_run_variance(d, 2)
+    stat, _, _ = scores.diebold_mariano(a, b, horizon=3, lags=0)
+    assert stat == pytest.approx(np.mean(d) / math.sqrt(lrv / 6) * math.sqrt(1 / 3), rel=1e-12)
+
+
+def test_newey_west_variance_matches_arch() -> None:
+    """The long-run variance is arch's Bartlett kernel estimate at the same bandwidth, and the
+    default lags are Newey-West's rule floor(4 (n/100)^(2/9))."""
+    from arch.covariance.kernel import Bartlett
+
+    rng = np.random.default_rng(5)
+    d = np.convolve(rng.normal(size=503), [1.0, 0.6, 0.3], mode="valid")  # MA(2): correlated
+    for lags in (0, 1, 4, 12):
+        expected = float(Bartlett(d, bandwidth=lags, center=True).cov.long_run[0, 0])
+        assert scores.long_run_variance(d, lags) == pytest.approx(expected, rel=1e-12)
+    assert scores.newey_west_lags(501) == 5  # 4 * 5.01^(2/9) = 5.73
+    assert scores.newey_west_lags(100) == 4
+    stat, _, _ = scores.diebold_mariano(d + 1.0, np.ones_like(d))
+    assert stat == pytest.approx(
+        np.mean(d) / math.sqrt(scores.long_run_variance(d, 5) / 501) * math.sqrt(500 / 501)
+    )
