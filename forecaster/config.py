@@ -254,6 +254,11 @@ class EvaluationConfig(FrozenModel):
     naive_window: int = Field(
         250, ge=20, description="trailing daily returns behind the naive baseline's quantiles"
     )
+    har_estimator: Literal["garman_klass", "rogers_satchell", "parkinson"] = Field(
+        "garman_klass",
+        description="open-to-close range estimator in the HAR baseline's daily variance (plus "
+        "the overnight gap squared)",
+    )
     dm_alpha: float = Field(
         0.05, gt=0, lt=1, description="one-sided Diebold-Mariano level for the gate's tests"
     )

@@ -22,11 +22,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from forecaster.config import ForecasterConfig
 from forecaster.data.calendar import TradingCalendar
-from forecaster.data.schemas import CLOSE, OHLCV_COLUMNS
+from forecaster.data.schemas import OHLCV_COLUMNS
 from forecaster.data.sources import load_frames
 from forecaster.errors import DataError, PredictionLogError, ServiceRequestError, first_line
 from forecaster.local_state import shown_url
-from forecaster.methods import NETWORK
+from forecaster.methods import NETWORK, Bars
 from forecaster.predlog import repository
 from forecaster.predlog.migrate import open_log
 from forecaster.quantile_forecast import QuantileForecast, quantile_column
@@ -80,16 +80,11 @@ def run_replay(
         route = forecaster.route_for(ticker)
         method = NETWORK if route is None else route.method
         if method != NETWORK:  # as the API serves it: the baseline from the history up to each day
-            closes, dates = history[CLOSE].to_numpy(), history.index.to_numpy()
+            bars, dates = Bars.of_frame(history), history.index.to_numpy()
             as_of = pd.DatetimeIndex(pd.to_datetime(chosen["as_of"]))
+            upto = history.index.get_indexer(as_of) + 1
             served = [
-                forecaster.baseline_forecast(
-                    ticker,
-                    method,
-                    closes[: history.index.get_loc(d) + 1],
-                    dates[: history.index.get_loc(d) + 1],
-                )
-                for d in as_of
+                forecaster.baseline_forecast(ticker, method, bars.head(n), dates[:n]) for n in upto
             ]
             method = served[0].method
             chosen = forecaster.rows(

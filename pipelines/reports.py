@@ -13,6 +13,7 @@ from forecaster.data.features import warmup_rows
 from forecaster.data.schemas import CLOSE, VOLUME, frame_meta
 from forecaster.data.sources import load_frames
 from forecaster.evaluation.metrics import summary_row
+from forecaster.methods import CLASSIC
 
 Report = tuple[dict[str, Any], str]
 
@@ -107,16 +108,17 @@ def metrics_table(summary: dict[str, Any]) -> list[str]:
     """Every forecaster on the same days: point metrics in price units, proper scores of the
     distribution in log-return units, then the honest headline."""
     levels = list(summary["model"]["coverage"])
-    names = [n for n in ("model", "raw", "naive", "garch", "linear") if n in summary]
+    names = [n for n in ("model", "raw", *CLASSIC, "linear") if n in summary]
+    width = max(7, *(len(n) + 1 for n in names))
     cov_head = "".join(f"{'cov' + k:>9}" for k in levels)
-    lines = [f"  {'':<7}{'MAE':>9}{'dir.acc':>9}{'pinball':>10}{'CRPS':>10}{cov_head}"]
+    lines = [f"  {'':<{width}}{'MAE':>9}{'dir.acc':>9}{'pinball':>10}{'CRPS':>10}{cov_head}"]
     for name in names:
         m = summary[name]
         acc = m["directional_accuracy"]
         direction = "-" if acc is None else f"{100 * acc:.1f}%"
         coverage = "".join(f"{100 * m['coverage'][k]:>8.1f}%" for k in levels)
         lines.append(
-            f"  {name:<7}{m['mae']:>9.3f}{direction:>9}{1e4 * m['pinball']:>10.3f}"
+            f"  {name:<{width}}{m['mae']:>9.3f}{direction:>9}{1e4 * m['pinball']:>10.3f}"
             f"{1e4 * m['crps']:>10.3f}{coverage}"
         )
     lines.append(
@@ -182,7 +184,7 @@ def per_ticker_table(per_ticker: dict[str, Any]) -> list[str]:
     lines = [
         "per ticker (model vs baselines on each ticker's own test days; p: one-sided DM):",
         f"  {'':<{width}}{'days':>6}{'vs naive':>10}{'p':>10}{'vs garch':>10}{'p':>10}"
-        f"{'MAE ratio':>10}{cov_head}",
+        f"{'strongest':>13}{'vs it':>8}{'p':>10}{'MAE ratio':>10}{cov_head}",
     ]
     for ticker, block in per_ticker.items():
         row = summary_row(block)
@@ -192,8 +194,11 @@ def per_ticker_table(per_ticker: dict[str, Any]) -> list[str]:
             f"{_num(row['dm_p_vs_' + vs], '.3g'):>10}"
             for vs in ("naive", "garch")
         )
+        strongest = (f"{row['strongest_comparator'] or 'n/a':>13}"
+                     f"{_num(row['pinball_ratio_vs_strongest'], '.4f'):>8}"
+                     f"{_num(row['dm_p_vs_strongest'], '.3g'):>10}")  # fmt: skip
         mae = _num(row["mae_ratio_vs_naive"], ".4f")
-        lines.append(f"  {ticker:<{width}}{row['n_days']:>6}{ratios}{mae:>10}{coverage}")
+        lines.append(f"  {ticker:<{width}}{row['n_days']:>6}{ratios}{strongest}{mae:>10}{coverage}")
     return lines
 
 

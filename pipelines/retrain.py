@@ -35,6 +35,7 @@ from forecaster.evaluation.backtest import (
     gate_config,
     leave_tickers_out,
     method_params,
+    method_settings,
     model_calibrations,
     score_on_test,
     ticker_routes,
@@ -263,7 +264,7 @@ def evaluate_step(
         block = held.evaluation.summary(config.evaluation.lookahead_pinball_ratio)
         mlflow.log_dict({"held_out": list(held.tickers), **block}, "holdout.json")
         mlflow.log_metrics({f"holdout.{k}": float(v) for k, v in summary_row(block).items()
-                            if v is not None})  # fmt: skip
+                            if isinstance(v, int | float)})  # fmt: skip
     mlflow.log_dict({"routes": {t: r.to_dict() for t, r in routes.items()},
                      "unseen": unseen.to_dict() if unseen else None}, "routes.json")  # fmt: skip
     for ticker, r in routes.items():
@@ -283,6 +284,7 @@ def register_step(data: PreparedData, evaluated: Evaluated, config: ForecasterCo
         unseen=evaluated.unseen,
         method_params=method_params(evaluated.fold),
         calibration=model_calibrations(evaluated.fold),
+        method_settings=method_settings(evaluated.fold),
     )
     forecaster = Forecaster(bundle, evaluated.fold.trained.network)
     if bundle.calibration:

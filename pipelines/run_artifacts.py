@@ -87,7 +87,7 @@ def log_per_ticker(ev: Evaluation, config: ForecasterConfig) -> dict[str, dict[s
         f"ticker.{metric_key(ticker)}.{key}": float(value)
         for ticker, row in rows.items()
         for key, value in row.items()
-        if value is not None
+        if isinstance(value, int | float)  # the strongest comparator's name is in the table
     }
     mlflow.log_metrics(metrics)
     mlflow.log_figure(per_ticker_figure(per_ticker), "plots/per_ticker_ratios.png")

@@ -19,7 +19,7 @@ from fastapi import HTTPException
 from forecaster.config import level_key
 from forecaster.data.schemas import DATE, OHLCV_COLUMNS
 from forecaster.errors import DataValidationError, SourceUnavailableError, TickerNotFoundError
-from forecaster.methods import NETWORK
+from forecaster.methods import NETWORK, Bars
 from forecaster.methods.calibration import Calibration
 from forecaster.quantile_forecast import QuantileForecast
 from service.client_history import check_history, history_warnings
@@ -172,19 +172,19 @@ async def _client_baseline(
         _check_client_history(state, model, request, history)
     else:
         await asyncio.to_thread(_check_client_history, state, model, request, history)
-    closes: np.ndarray = history.prices.close
+    bars = Bars.of(history.prices)
     fits = forecaster.fits_on_request(request.ticker, method)
     try:
         if fits:
             served = await asyncio.to_thread(
-                forecaster.baseline_forecast, request.ticker, method, closes, history.days
+                forecaster.baseline_forecast, request.ticker, method, bars, history.days
             )
         else:
-            served = forecaster.baseline_forecast(request.ticker, method, closes, history.days)
+            served = forecaster.baseline_forecast(request.ticker, method, bars, history.days)
     except DataValidationError as exc:
         raise HTTPException(status_code=422, detail=f"history for {request.ticker}: {exc}") from exc
     as_of = pd.Timestamp(history.days[-1])
-    return PreparedHistory(as_of, float(closes[-1]), served.quantiles, served.method,
+    return PreparedHistory(as_of, float(bars.close[-1]), served.quantiles, served.method,
                            served.calibration)  # fmt: skip
 
 

@@ -32,8 +32,9 @@ from forecaster.evaluation.gate import (
     route,
 )
 from forecaster.evaluation.metrics import LINEAR, MODEL, RAW, Evaluation, evaluate
-from forecaster.methods import CLASSIC, Garch, configured
+from forecaster.methods import CLASSIC, Combination, Garch, configured
 from forecaster.methods.calibration import Calibration
+from forecaster.methods.combination import combination_weights
 from forecaster.methods.linear import LinearQuantileForecaster
 from forecaster.methods.lstm import LSTMForecaster
 from forecaster.methods.network.train import TrainedModel
@@ -95,7 +96,30 @@ def score_on_test(
 
 
 def fit_baselines(data: PreparedData, config: ForecasterConfig) -> dict[str, QuantileForecaster]:
-    return {name: forecaster.fit(data) for name, forecaster in baselines(config).items()}
+    fitted = {name: forecaster.fit(data) for name, forecaster in baselines(config).items()}
+    combined = fit_combination(fitted, data)
+    if combined is not None:
+        fitted[Combination.name] = combined
+    return fitted
+
+
+def fit_combination(
+    fitted: Mapping[str, QuantileForecaster], data: PreparedData
+) -> ClassicForecaster | None:
+    """The classic forecasters' quantiles averaged with weights that minimise their pooled
+    pinball on the validation days (the members' parameters come from the training days, so the
+    weights see neither the test days nor the days the members were fitted on). None without
+    validation days."""
+    members = {name: f for name, f in fitted.items() if isinstance(f, ClassicForecaster)}
+    val = data.windows.take(data.split.val)
+    if len(val) == 0 or len(members) < 2:
+        return None
+    levels = next(iter(members.values())).levels
+    y = np.log(val.target_close / val.last_close)
+    weights = combination_weights({n: f.predict(val) for n, f in members.items()}, y, levels)
+    logger.info("combination weights on %d validation days: %s", len(val),
+                ", ".join(f"{n} {w:.3f}" for n, w in weights.items()))  # fmt: skip
+    return ClassicForecaster.combining(weights, members)
 
 
 def day_scores(ev: Evaluation, name: str) -> DayScores:
@@ -182,7 +206,10 @@ def leave_tickers_out(
     test = ev.windows.take(rows)
     scored = evaluate(
         test,
-        {MODEL: model.predict(test), **{n: ev.forecasts[n][rows] for n in CLASSIC}},
+        {
+            MODEL: model.predict(test),
+            **{n: q[rows] for n, q in ev.forecasts.items() if n in CLASSIC},
+        },
         ev.levels,
         ev.intervals,
         ev.interval_level,
@@ -198,6 +225,15 @@ def method_params(fold: FoldResult) -> dict[str, dict[str, dict[str, float]]]:
     the bundle serves with)."""
     return {
         name: forecaster.params
+        for name, forecaster in fold.forecasters.items()
+        if isinstance(forecaster, ClassicForecaster)
+    }
+
+
+def method_settings(fold: FoldResult) -> dict[str, dict[str, Any]]:
+    """The settings of each classic method as the fold fitted it (a combination's weights)."""
+    return {
+        name: forecaster.method.settings()
         for name, forecaster in fold.forecasters.items()
         if isinstance(forecaster, ClassicForecaster)
     }

@@ -351,6 +351,8 @@ def summary_row(summary: Mapping[str, Any]) -> dict[str, Any]:
     """The headline of one summary() as a flat row: a table line per ticker (MLflow's table
     artifact, the terminal) with the same figures the JSON holds."""
     model = summary[MODEL]
+    strongest = summary.get("strongest_comparator")
+    strongest_dm = summary.get(f"dm_pinball_vs_{strongest}") or {}
     row: dict[str, Any] = {
         "n_days": summary["n_days"],
         "pinball": model["pinball"],
@@ -358,6 +360,9 @@ def summary_row(summary: Mapping[str, Any]) -> dict[str, Any]:
         "dm_p_vs_naive": summary["dm_pinball_vs_naive"]["pvalue"],
         "pinball_ratio_vs_garch": summary["pinball_ratio_vs_garch"],
         "dm_p_vs_garch": summary["dm_pinball_vs_garch"]["pvalue"],
+        "strongest_comparator": strongest,
+        "pinball_ratio_vs_strongest": summary.get("pinball_ratio_vs_strongest"),
+        "dm_p_vs_strongest": strongest_dm.get("pvalue"),
         "mae_ratio_vs_naive": summary["mae_ratio_vs_naive"],
         "dm_p_mae_worse": summary["dm_mae_worse_vs_naive"]["pvalue"],
     }

@@ -22,7 +22,7 @@ import pandas as pd
 from forecaster import levels as level_math
 from forecaster.config import MonitoringConfig, level_key
 from forecaster.evaluation import scores
-from forecaster.methods import RandomWalk
+from forecaster.methods import Bars, RandomWalk
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ def naive_quantiles(
     if len(past) - 1 < walk.min_returns:
         return None
     last = float(past[-1])
-    q = walk.next_day(past, {}, levels)
+    q = walk.next_day(Bars.of_closes(past), {}, levels)
     return {float(lv): last * float(np.exp(v)) for lv, v in zip(levels, q, strict=True)}
 
 

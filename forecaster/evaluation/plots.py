@@ -19,6 +19,7 @@ from forecaster.data.windows import Windows
 from forecaster.evaluation.metrics import Evaluation
 from forecaster.evaluation.scores import pit_values
 from forecaster.levels import interval_columns
+from forecaster.methods import CLASSIC
 
 BAND_ALPHA = {0.5: 0.45, 0.8: 0.3, 0.9: 0.18}
 
@@ -139,16 +140,23 @@ def training_curves_figure(members: Sequence[Any]) -> Figure:
 
 
 def per_ticker_figure(per_ticker: dict[str, dict[str, Any]]) -> Figure:
-    """Pinball ratio of the model vs each baseline, per ticker (below 1: the model is better
-    on that ticker's own test days), with the 80%-style headline coverage beside it."""
+    """Pinball ratio of the model vs each classic comparator, per ticker (below 1: the model is
+    better on that ticker's own test days), with the headline coverage beside it."""
     tickers = list(per_ticker)
     x = np.arange(len(tickers))
     fig = Figure(figsize=(max(6.0, 1.2 * len(tickers) + 2), 4.2), layout="constrained")
     ax = fig.add_subplot()
-    for offset, vs, color in ((-0.2, "naive", "tab:gray"), (0.2, "garch", "tab:orange")):
+    compared = [
+        vs
+        for vs in CLASSIC
+        if any(per_ticker[t].get(f"pinball_ratio_vs_{vs}") is not None for t in tickers)
+    ]
+    width = 0.8 / max(1, len(compared))
+    for k, vs in enumerate(compared):
         ratios = [per_ticker[t].get(f"pinball_ratio_vs_{vs}") for t in tickers]
         heights = [np.nan if r is None else r for r in ratios]
-        ax.bar(x + offset, heights, width=0.4, color=color, label=f"vs {vs}")
+        offset = (k - (len(compared) - 1) / 2) * width
+        ax.bar(x + offset, heights, width=width, color=f"C{k}", label=f"vs {vs}")
     ax.axhline(1.0, color="black", linewidth=0.8)
     low = min([0.9, *(v for t in tickers for v in _ratios(per_ticker[t]))])
     high = max([1.05, *(v for t in tickers for v in _ratios(per_ticker[t]))])
@@ -170,7 +178,7 @@ def per_ticker_figure(per_ticker: dict[str, dict[str, Any]]) -> Figure:
 
 def _ratios(block: dict[str, Any]) -> list[float]:
     return [
-        float(block[k])
-        for k in ("pinball_ratio_vs_naive", "pinball_ratio_vs_garch")
-        if block.get(k) is not None
+        float(block[f"pinball_ratio_vs_{vs}"])
+        for vs in CLASSIC
+        if block.get(f"pinball_ratio_vs_{vs}") is not None
     ]

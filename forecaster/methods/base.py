@@ -1,10 +1,11 @@
 """The one interface of a classic forecasting method: fitted once, then filtered over any history.
 
-A method (the random walk, GARCH(1,1)-t, ...) works on a history's closes. `fit` estimates its
-parameters from a ticker's training closes (or, for a ticker no model has seen, from a request's
-own history); `path` runs those fixed parameters over any history and gives the forecast made as
-of each close, with no refit. The backtest scores `path` over a ticker's whole series and the
-service answers with its last row, so what is scored is, to the last digit, what is served.
+A method (the random walk, the GARCH family, HAR on range-based variance, ...) works on a
+history's daily bars. `fit` estimates its parameters from a ticker's training bars (or, for
+a ticker no model has seen, from a request's own history); `path` runs those fixed
+parameters over any history and gives the forecast made as of each close, with no refit. The
+backtest scores `path` over a ticker's whole series and the service answers with its last
+row, so what is scored is, to the last digit, what is served.
 """
 
 from __future__ import annotations
@@ -17,8 +18,65 @@ from typing import Any, ClassVar
 import numpy as np
 
 from forecaster.config import EvaluationConfig
+from forecaster.errors import DataValidationError
 
 Params = Mapping[str, float]
+
+
+def _floats(values: Any) -> np.ndarray:
+    out: np.ndarray = np.asarray(values, dtype=np.float64)
+    return out
+
+
+_COLUMNS = ("open", "high", "low", "close")  # forecaster.data.schemas' names
+
+
+@dataclass(frozen=True, eq=False)
+class Bars:
+    """A history's daily open, high, low and close, oldest first, as float64 arrays: what a
+    method reads (a validated frame or the API's arrays give them; a closes-only history has
+    NaN for the rest, which a range-based method refuses)."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+
+    @classmethod
+    def of(cls, arrays: Any) -> Bars:
+        """From arrays named open/high/low/close (the API's OHLCVArrays)."""
+        return cls(*(_floats(getattr(arrays, c)) for c in _COLUMNS))
+
+    @classmethod
+    def of_frame(cls, frame: Any) -> Bars:
+        """From a validated frame's open/high/low/close columns."""
+        return cls(*(_floats(frame[c]) for c in _COLUMNS))
+
+    @classmethod
+    def of_closes(cls, closes: Any) -> Bars:
+        close = _floats(closes)
+        missing = np.full_like(close, np.nan)
+        return cls(missing, missing, missing, close)
+
+    def __len__(self) -> int:
+        return int(self.close.shape[0])
+
+    def head(self, n: int) -> Bars:
+        """The first n bars (a history as it stood n closes in)."""
+        return Bars(self.open[:n], self.high[:n], self.low[:n], self.close[:n])
+
+    def tail(self, n: int) -> Bars:
+        return Bars(self.open[-n:], self.high[-n:], self.low[-n:], self.close[-n:])
+
+    def require_range(self, who: str) -> None:
+        """Refuse a history without finite, positive open/high/low (a closes-only one)."""
+        for name in ("open", "high", "low"):
+            values = getattr(self, name)
+            if not (np.isfinite(values).all() and (values > 0).all()):
+                raise DataValidationError(
+                    f"{who} needs open, high and low prices on every row; '{name}' has missing "
+                    "or non-positive values"
+                )
 
 
 def log_returns(closes: np.ndarray) -> np.ndarray:
@@ -38,7 +96,7 @@ class Fit:
 
 
 class Method(ABC):
-    """Next-day log-return quantiles from a history's closes with fixed parameters.
+    """Next-day log-return quantiles from a history's bars with fixed parameters.
 
     Capabilities the framework asks instead of special-casing a method by name:
     - `min_returns`: returns a history must hold for a forecast (the random walk's are all
@@ -54,6 +112,9 @@ class Method(ABC):
     min_returns: ClassVar[int]
     earliest: ClassVar[int]
     fit_min_returns: ClassVar[int] = 0
+    # Built from other methods' forecasts (weights chosen on validation days), so not from the
+    # config alone: the backtest makes it once its members are fitted.
+    combines: ClassVar[bool] = False
 
     @classmethod
     def from_config(cls, evaluation: EvaluationConfig) -> Method:
@@ -71,18 +132,17 @@ class Method(ABC):
         return self.fit_min_returns > 0
 
     @abstractmethod
-    def fit(self, closes: np.ndarray) -> Fit:
-        """Parameters estimated on these closes' returns."""
+    def fit(self, bars: Bars, levels: Sequence[float]) -> Fit:
+        """Parameters estimated on these bars (and, for a method whose quantiles are
+        empirical, at these levels)."""
 
     @abstractmethod
-    def path(
-        self, closes: np.ndarray, params: Params, levels: Sequence[float], first: int
-    ) -> np.ndarray:
+    def path(self, bars: Bars, params: Params, levels: Sequence[float], first: int) -> np.ndarray:
         """(n - first, n_levels) log-return quantiles: row k is the forecast made as of close
         `first + k` (of the return to the close after it), from the closes up to it only; the
         last row is the next day's. Raises DataValidationError where the history is too short."""
 
-    def next_day(self, closes: np.ndarray, params: Params, levels: Sequence[float]) -> np.ndarray:
+    def next_day(self, bars: Bars, params: Params, levels: Sequence[float]) -> np.ndarray:
         """The forecast for the day after the history's last close."""
-        last: np.ndarray = self.path(closes, params, levels, len(closes) - 1)[0]
+        last: np.ndarray = self.path(bars, params, levels, len(bars) - 1)[0]
         return last

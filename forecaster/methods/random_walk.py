@@ -10,7 +10,7 @@ import numpy as np
 
 from forecaster.config import EvaluationConfig
 from forecaster.errors import DataValidationError
-from forecaster.methods.base import Fit, Method, Params, log_returns
+from forecaster.methods.base import Bars, Fit, Method, Params, log_returns
 
 
 class RandomWalk(Method):
@@ -34,13 +34,11 @@ class RandomWalk(Method):
     def settings(self) -> dict[str, Any]:
         return {"window": self.window}
 
-    def fit(self, closes: np.ndarray) -> Fit:
+    def fit(self, bars: Bars, levels: Sequence[float]) -> Fit:
         return Fit()
 
-    def path(
-        self, closes: np.ndarray, params: Params, levels: Sequence[float], first: int
-    ) -> np.ndarray:
-        returns = log_returns(closes)
+    def path(self, bars: Bars, params: Params, levels: Sequence[float], first: int) -> np.ndarray:
+        returns = log_returns(bars.close)
         n, window = len(returns), self.window
         if first < self.min_returns or first > n:
             raise DataValidationError(

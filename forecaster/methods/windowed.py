@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from forecaster.data.dataset import PreparedData
-from forecaster.data.schemas import CLOSE
 from forecaster.data.windows import Windows
 from forecaster.errors import NotFittedError
-from forecaster.methods.base import Method
+from forecaster.methods.base import Bars, Method
+from forecaster.methods.combination import Combination
 
 logger = logging.getLogger(__name__)
 
@@ -64,26 +64,44 @@ class ClassicForecaster(QuantileForecaster):
         self.method = method
         self.name = method.name
         self._params: dict[str, dict[str, float]] = {}
-        self._closes: dict[str, pd.Series] = {}
+        self._bars: dict[str, tuple[pd.DatetimeIndex, Bars]] = {}
 
     def fit(self, data: PreparedData) -> ClassicForecaster:
         train = data.windows.take(data.split.train)
-        self._params, self._closes = {}, {}
+        self._params, self._bars = {}, {}
         for ticker, frame in data.frames.items():
-            closes = frame[CLOSE]
+            bars = Bars.of_frame(frame)
             if not self.method.estimates:
-                self._params[ticker], self._closes[ticker] = {}, closes
+                self._params[ticker], self._bars[ticker] = {}, (frame.index, bars)
                 continue
             mask = train.tickers == ticker
             if not mask.any():
                 continue
             last_train_day = pd.Timestamp(train.target_dates[mask].max())
-            fitted = self.method.fit(closes.loc[:last_train_day].to_numpy())
+            upto = int(frame.index.searchsorted(last_train_day, side="right"))
+            fitted = self.method.fit(bars.head(upto), self.levels)
             if fitted.problem is not None:
                 logger.warning("%s %s: %s; params %s", self.name, ticker, fitted.problem,
                                fitted.params)  # fmt: skip
-            self._params[ticker], self._closes[ticker] = fitted.params, closes
+            self._params[ticker], self._bars[ticker] = fitted.params, (frame.index, bars)
         return self
+
+    @classmethod
+    def combining(
+        cls, weights: Mapping[str, float], members: Mapping[str, ClassicForecaster]
+    ) -> ClassicForecaster:
+        """The combination of fitted members with these weights, on every ticker they were all
+        fitted on, with their parameters (nothing is refitted)."""
+        chosen = {name: members[name] for name in weights}
+        first = next(iter(chosen.values()))
+        out = cls(Combination(weights, {n: m.method for n, m in chosen.items()}), first.levels)
+        for ticker, state in first._bars.items():
+            if all(ticker in m._bars for m in chosen.values()):
+                out._params[ticker] = Combination.merge(
+                    {n: m._params[ticker] for n, m in chosen.items()}
+                )
+                out._bars[ticker] = state
+        return out
 
     @property
     def params(self) -> dict[str, dict[str, float]]:
@@ -94,12 +112,13 @@ class ClassicForecaster(QuantileForecaster):
     def predict(self, windows: Windows) -> np.ndarray:
         out = np.empty((len(windows), len(self.levels)))
         for ticker in dict.fromkeys(windows.tickers):
-            closes = self._closes.get(ticker)
-            if closes is None:
+            found = self._bars.get(ticker)
+            if found is None:
                 raise NotFittedError(f"{self.name}: not fitted on {ticker}; call fit() first")
+            index, bars = found
             mask = windows.tickers == ticker
-            pos = positions(closes.index, windows.end_dates[mask], f"{self.name} {ticker}")
+            pos = positions(index, windows.end_dates[mask], f"{self.name} {ticker}")
             first = int(pos.min())
-            path = self.method.path(closes.to_numpy(), self._params[ticker], self.levels, first)
+            path = self.method.path(bars, self._params[ticker], self.levels, first)
             out[mask] = path[pos - first]
         return out

@@ -224,8 +224,11 @@ class ModelBundle:
         unseen: Route | None = None,
         method_params: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
         calibration: Mapping[str, Calibration] | None = None,
+        method_settings: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ModelBundle:
-        """The one recipe from a config (and the data it was fitted on) to a bundle."""
+        """The one recipe from a config (and the data it was fitted on) to a bundle.
+        `method_settings` holds the settings of methods the config alone cannot set up (a
+        combination's weights, fitted on validation days)."""
         frames = frames or {}
         adjustments = {frame_meta(f).adjustment for f in frames.values()}
         network = NetworkSpec.from_config(config, scaler)
@@ -251,8 +254,11 @@ class ModelBundle:
             routes=dict(routes or {}),
             unseen=unseen,
             methods={
-                name: MethodSpec(method.settings(), dict((method_params or {}).get(name) or {}))
-                for name, method in methods.configured(config.evaluation).items()
+                name: MethodSpec(dict(settings), dict((method_params or {}).get(name) or {}))
+                for name, settings in {
+                    **{n: m.settings() for n, m in methods.configured(config.evaluation).items()},
+                    **dict(method_settings or {}),
+                }.items()
             },
             calibration_window=config.model.calibration_window,
             calibration_min_days=config.model.calibration_min_days,

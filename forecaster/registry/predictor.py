@@ -21,7 +21,7 @@ from forecaster.data.schemas import (
 from forecaster.data.windows import all_windows, latest_array_window, latest_window
 from forecaster.errors import ModelFormatError
 from forecaster.evaluation.gate import Route
-from forecaster.methods import FALLBACK, NETWORK, Method, log_returns
+from forecaster.methods import FALLBACK, NETWORK, Bars, Method, log_returns
 from forecaster.methods.calibration import (
     Calibration,
     Outcomes,
@@ -98,15 +98,15 @@ class Forecaster:
         return chosen.estimates and self.bundle.params(chosen.name, ticker) is None
 
     def _params(
-        self, ticker: str, chosen: Method, closes: np.ndarray
+        self, ticker: str, chosen: Method, bars: Bars
     ) -> tuple[Method, Mapping[str, float], bool]:
         """The method and parameters that serve: the bundle's, else a fit on the history when
         it is long enough and converges, else the random walk's (nothing to fit)."""
         params = self.bundle.params(chosen.name, ticker)
         if params is not None or not chosen.estimates:
             return chosen, params or {}, False
-        if len(closes) - 1 >= chosen.fit_min_returns:
-            fitted = chosen.fit(closes)
+        if len(bars) - 1 >= chosen.fit_min_returns:
+            fitted = chosen.fit(bars, self.bundle.quantiles)
             if fitted.problem is None:
                 return chosen, fitted.params, True
             logger.info("%s: %s fit refused (%s); the random walk answers", ticker, chosen.name,
@@ -114,21 +114,23 @@ class Forecaster:
         return self._methods[FALLBACK], {}, False
 
     def baseline_forecast(
-        self, ticker: str, method: str, closes: np.ndarray, days: np.ndarray | None = None
+        self, ticker: str, method: str, bars: Bars, days: np.ndarray | None = None
     ) -> Served:
-        """A classic method's next-day quantiles from a history's closes, with the ticker's
+        """A classic method's next-day quantiles from a history's bars, with the ticker's
         training parameters, else fitted on the history when it is long enough, else the
         random walk. With the history's `days`, its bands are recalibrated on the method's own
         forecasts over them, as the network's are."""
         bundle, window = self.bundle, self.bundle.calibration_window
-        chosen, params, fitted = self._params(ticker, self.method(method), closes)
+        chosen, params, fitted = self._params(ticker, self.method(method), bars)
         back = window if days is not None and window is not None else 0
-        first = max(chosen.earliest, len(closes) - 1 - back)
-        path = chosen.path(closes, params, bundle.quantiles, first)
+        first = max(chosen.earliest, len(bars) - 1 - back)
+        if first >= len(bars):  # too short for the method: its own message says how short
+            first = len(bars) - 1
+        path = chosen.path(bars, params, bundle.quantiles, first)
         calibration = None
         if back:
             known_at = np.asarray(days, dtype="datetime64[ns]")[first + 1 :]
-            calibration = path_calibration(path[:-1], log_returns(closes)[first:], known_at,
+            calibration = path_calibration(path[:-1], log_returns(bars.close)[first:], known_at,
                                            back, bundle.calibration_min_days, bundle.quantiles,
                                            bundle.served_intervals, "history")  # fmt: skip
         return Served(chosen.name, self.calibrate(path[-1], calibration), fitted, calibration)
@@ -270,7 +272,7 @@ class Forecaster:
         server-side history all answer with."""
         route = self.route_for(ticker)
         if route is not None and route.method != NETWORK:
-            return self.baseline_forecast(ticker, route.method, history[CLOSE].to_numpy(),
+            return self.baseline_forecast(ticker, route.method, Bars.of_frame(history),
                                           history.index.to_numpy())  # fmt: skip
         window = self.prepare_window(history)
         calibration = self.calibration_for(ticker, history)

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from forecaster.methods import Garch, RandomWalk
 from forecaster.registry import version_tags
 from service.deps import Model
 from service.schemas import ModelInfo, TickerRange, calibration_of, served_by
@@ -15,6 +14,7 @@ async def model_info(model: Model) -> ModelInfo:
     """The served model: registry version, training data, its pooled test metrics, the
     universe it was trained on and which forecaster serves each ticker, with the evidence."""
     bundle = model.forecaster.bundle
+    served = {name: model.forecaster.method(name) for name in bundle.methods}
     return ModelInfo(
         name=model.name,
         version=model.version,
@@ -32,8 +32,9 @@ async def model_info(model: Model) -> ModelInfo:
         unseen=served_by(bundle.unseen) if bundle.unseen is not None else None,
         history_rows={
             "lstm": bundle.min_history,
-            "garch_fit": Garch.fit_min_returns + 1,
-            "naive": RandomWalk.min_returns + 1,
+            # Each classic method: the rows a forecast needs, and a fit on a request's history.
+            **{name: max(m.min_returns, m.earliest) + 1 for name, m in served.items()},
+            **{f"{name}_fit": m.fit_min_returns + 1 for name, m in served.items() if m.estimates},
             **(
                 {"lstm_calibrated": bundle.min_history + bundle.calibration_window}
                 if bundle.calibration_window is not None

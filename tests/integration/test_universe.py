@@ -139,12 +139,15 @@ def test_each_ticker_is_routed_by_the_pure_rule_on_its_own_days(
     config: ForecasterConfig, trained: RetrainResult
 ) -> None:
     """Whatever the seed makes of the model, the table in the bundle is what `route` says on
-    each ticker's own test days, and GARCH's parameters for every ticker travel with it."""
+    each ticker's own test days against every classic comparator (the combination included),
+    and each method's parameters for every ticker travel with it."""
     ev = trained.evaluation
     assert ev is not None
     gate = gate_config(config)
+    classic = ("naive", "garch", "gjr", "egarch", "har", "combination")
+    assert set(classic) <= set(ev.scores)
     expected = {
-        t: route(day_scores(e, "model"), {n: day_scores(e, n) for n in ("naive", "garch")}, gate)
+        t: route(day_scores(e, "model"), {n: day_scores(e, n) for n in classic}, gate)
         for t, e in ev.by_ticker().items()
     }
     assert trained.routes == expected
@@ -153,7 +156,10 @@ def test_each_ticker_is_routed_by_the_pure_rule_on_its_own_days(
     path = mlflow.artifacts.download_artifacts(f"{trained.model_uri}/artifacts/{BUNDLE_FILE}")
     bundle = ModelBundle.from_json(Path(path).read_text(encoding="utf-8"))
     assert bundle.routes == expected
-    assert set(bundle.methods["garch"].params) == {"^GSPC", "AAPL"}
+    for name in ("garch", "gjr", "egarch", "har", "combination"):
+        assert set(bundle.methods[name].params) == {"^GSPC", "AAPL"}
+    weights = bundle.methods["combination"].settings["weights"]
+    assert sum(weights.values()) == pytest.approx(1.0)
     # Leave-tickers-out: the last ticker (AAPL) was held out of a second training and scored
     # on its own test days; that evidence decides how tickers outside the universe are served.
     assert trained.unseen is not None

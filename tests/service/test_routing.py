@@ -19,7 +19,7 @@ from forecaster.config import level_key
 from forecaster.data.sources import SampleSource
 from forecaster.evaluation.backtest import unseen_route
 from forecaster.evaluation.gate import Evidence, Route
-from forecaster.methods import Garch
+from forecaster.methods import Bars, Garch
 from forecaster.registry.bundle import BUNDLE_FILE, WEIGHTS_FILE, MethodSpec
 from forecaster.registry.loader import register
 from forecaster.registry.predictor import Forecaster
@@ -41,11 +41,11 @@ GARCH_MIN_RETURNS = Garch.fit_min_returns
 def garch_quantiles(
     closes: np.ndarray, levels: tuple[float, ...], params: dict[str, float]
 ) -> np.ndarray:
-    return Garch().next_day(closes, params, levels)
+    return Garch().next_day(Bars.of_closes(closes), params, levels)
 
 
 def fit_garch(closes: np.ndarray) -> dict[str, float]:
-    return Garch().fit(closes).params
+    return Garch().fit(Bars.of_closes(closes), LEVELS).params
 
 
 def naive_quantiles(closes: np.ndarray, levels: tuple[float, ...], window: int) -> np.ndarray:
@@ -173,8 +173,13 @@ def test_model_info_lists_the_table_and_the_history_each_method_needs(
     assert info["unseen"]["method"] == "garch"
     assert info["unseen"]["evidence"]["scope"] == "unseen"
     # This version's bands are not recalibrated, so no history length buys calibration.
-    assert info["history_rows"] == {"lstm": info["min_history"],
-                                    "garch_fit": GARCH_MIN_RETURNS + 1, "naive": 21}  # fmt: skip
+    rows_needed = info["history_rows"]
+    assert "lstm_calibrated" not in rows_needed
+    assert {k: rows_needed[k] for k in ("lstm", "garch_fit", "naive", "garch", "har", "har_fit")} == {
+        "lstm": info["min_history"], "garch_fit": GARCH_MIN_RETURNS + 1, "naive": 21,
+        "garch": 3, "har": 23, "har_fit": 251,
+    }  # fmt: skip
+    assert "naive_fit" not in rows_needed  # the random walk estimates nothing
     schema = client.get("/openapi.json").json()["components"]["schemas"]
     assert set(schema["PredictionResponse"]["properties"]) >= {"method", "evidence", "calibration"}
 

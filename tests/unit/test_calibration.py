@@ -153,7 +153,7 @@ def test_a_baselines_bands_are_recalibrated_on_its_own_recent_forecasts() -> Non
     from forecaster.data.features import compute_features
     from forecaster.data.scaling import FeatureScaler
     from forecaster.data.sources import SampleSource
-    from forecaster.methods import Garch, log_returns
+    from forecaster.methods import Bars, Garch, log_returns
     from forecaster.registry.bundle import MethodSpec, ModelBundle
     from forecaster.registry.predictor import Forecaster
 
@@ -169,14 +169,15 @@ def test_a_baselines_bands_are_recalibrated_on_its_own_recent_forecasts() -> Non
     )
     forecaster = Forecaster(bundle, bundle.build_network())
     closes, days = sample["close"].to_numpy(), sample.index.to_numpy()
+    bars = Bars.of_frame(sample)
 
-    raw = forecaster.baseline_forecast("X", "garch", closes)
-    served = forecaster.baseline_forecast("X", "garch", closes, days)
+    raw = forecaster.baseline_forecast("X", "garch", bars)
+    served = forecaster.baseline_forecast("X", "garch", bars, days)
     assert raw.calibration is None
     assert served.calibration is not None
     assert served.calibration.source == "history"
     assert served.calibration.days == 250
-    path = Garch().path(closes, narrow, LEVELS, 0)
+    path = Garch().path(bars, narrow, LEVELS, 0)
     realised = log_returns(closes)[-250:]
     before = np.mean((realised >= path[-251:-1, 1]) & (realised <= path[-251:-1, 5]))
     assert before < 0.5  # the raw 80% band held under half of them
@@ -185,7 +186,7 @@ def test_a_baselines_bands_are_recalibrated_on_its_own_recent_forecasts() -> Non
     median = raw.quantiles[3]
     assert served.quantiles[5] - median == pytest.approx(factor * (raw.quantiles[5] - median))
     # The random walk gets the same treatment, from its own forecasts.
-    walk = forecaster.baseline_forecast("X", "naive", closes, days)
+    walk = forecaster.baseline_forecast("X", "naive", bars, days)
     assert walk.method == "naive"
     assert walk.calibration is not None
     assert walk.calibration.days == 250

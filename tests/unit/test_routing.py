@@ -110,7 +110,7 @@ def test_every_comparator_counts_by_name_and_the_strongest_serves() -> None:
     third = DayScores(NAIVE_PINBALL * 0.85, NAIVE_ERRORS, NAIVE.violations)
     r = route(scores(0.95), {**both(0.97), "egarch": third})
     assert r.method == "egarch"
-    assert "significantly worse than egarch" in r.reason
+    assert "significantly worse than EGARCH" in r.reason
     assert r.evidence.strongest == "egarch"
     assert set(r.evidence.pinball_ratios) == {"naive", "garch", "egarch"}
     assert r.evidence.pinball_ratio_vs_strongest == pytest.approx(0.95 / 0.85, abs=0.01)
