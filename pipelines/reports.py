@@ -290,8 +290,9 @@ def retrain_text(result: Any) -> str:
         lines += calibration_table(payload["per_ticker"])
     if payload["routes"]:
         lines.append(
-            "served by (per ticker: the model only where it beat the random walk, was "
-            "not worse than GARCH and passed Kupiec on the ticker's own days):"
+            "served by (per ticker: the model only where it beat the random walk, was not "
+            "significantly worse than any classic comparator and passed Kupiec on the ticker's "
+            "own days; elsewhere the comparator with the lowest pinball there):"
         )
         for ticker, r in payload["routes"].items():
             lines.append(f"  {ticker}: {r['method']} ({r['reason']})")
