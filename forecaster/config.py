@@ -26,9 +26,15 @@ FeatureName = Literal[
     "log_volume_ratio",
     "volatility",
     "gk_volatility",
+    "range_variance",
+    "range_vol_5",
+    "range_vol_22",
 ]
 # Every feature, in the Literal's order: the one list is the type.
 ALL_FEATURES: tuple[FeatureName, ...] = get_args(FeatureName)
+# The default inputs: all of them (the range-based HAR-form ones lowered validation pinball by
+# 0.4% with model.scale_by range_vol_5, benchmarks/README.md).
+DEFAULT_FEATURES: tuple[FeatureName, ...] = ALL_FEATURES
 
 
 def level_key(level: float) -> str:
@@ -92,7 +98,7 @@ class FeatureConfig(FrozenModel):
     """Which causal features to compute from OHLCV (see forecaster.data.features)."""
 
     names: tuple[FeatureName, ...] = Field(
-        ALL_FEATURES, min_length=1, description="features computed for every day, in order"
+        DEFAULT_FEATURES, min_length=1, description="features computed for every day, in order"
     )
     volume_window: int = Field(20, ge=2, description="trailing days for the volume baseline")
     volatility_window: int = Field(20, ge=2, description="trailing days for realised volatility")
@@ -153,7 +159,7 @@ class ModelConfig(FrozenModel):
         0.8, gt=0, lt=1, description="the headline interval (one of intervals)"
     )
     scale_by: FeatureName | None = Field(
-        "volatility",
+        "range_vol_5",
         description="feature (a trailing volatility) whose last value sets the forecast's "
         "scale, so bands follow the regime; null: a fixed scale",
     )
@@ -406,10 +412,10 @@ _DEFAULT_SPACE: dict[str, IntRange | FloatRange | Choice] = {
     "training.batch_size": Choice(kind="choice", choices=(32, 64, 128)),
     "features.names": Choice(
         kind="choice",
-        choices=(
-            ALL_FEATURES,
-            ("log_return", "overnight_gap", "intraday_range", "volatility"),
-            ("log_return", "volatility", "gk_volatility"),
+        choices=(  # each holds model.scale_by's feature, range_vol_5
+            DEFAULT_FEATURES,
+            ("log_return", "overnight_gap", "intraday_range", "volatility", "range_vol_5"),
+            ("log_return", "gk_volatility", "range_variance", "range_vol_5", "range_vol_22"),
         ),
     ),
 }
@@ -476,6 +482,15 @@ class ForecasterConfig(FrozenModel):
         scale_by = self.model.scale_by
         if scale_by is not None and scale_by not in self.features.names:
             raise ValueError(f"model.scale_by '{scale_by}' must be one of features.names (or null)")
+        names = self.tuning.space.get("features.names")
+        tuned_scale = "model.scale_by" in self.tuning.space
+        if scale_by is not None and isinstance(names, Choice) and not tuned_scale:
+            for choice in names.choices:
+                if scale_by not in tuple(choice):  # type: ignore[arg-type]
+                    raise ValueError(
+                        f"tuning.space features.names: the choice {list(choice)} lacks "  # type: ignore[arg-type]
+                        f"model.scale_by '{scale_by}'; add it to every choice"
+                    )
         return self
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.config import FeatureConfig, FeatureName
+from forecaster.data.ranges import daily_range_variance
 from forecaster.data.schemas import CLOSE, OHLCVArrays
 
 TARGET = "target"
@@ -108,6 +109,33 @@ def gk_volatility(data: OHLCVArrays, config: FeatureConfig) -> np.ndarray:
     return vol
 
 
+def _range_variance(data: OHLCVArrays) -> np.ndarray:
+    """Each day's overnight gap squared plus Garman-Klass (forecaster.data.ranges); NaN on the
+    first day (no previous close)."""
+    out = np.full(len(data), np.nan)
+    out[1:] = daily_range_variance(data.open, data.high, data.low, data.close)
+    return out
+
+
+def range_variance(data: OHLCVArrays, _: FeatureConfig) -> np.ndarray:
+    """log of the day's range-based variance: the HAR regressor at a one-day span."""
+    log_variance: np.ndarray = np.log(_range_variance(data))
+    return log_variance
+
+
+def range_vol_5(data: OHLCVArrays, _: FeatureConfig) -> np.ndarray:
+    """Volatility from the mean range-based variance of the last 5 days (a week)."""
+    vol: np.ndarray = np.sqrt(_trailing(_range_variance(data), 5, "mean"))
+    return vol
+
+
+def range_vol_22(data: OHLCVArrays, _: FeatureConfig) -> np.ndarray:
+    """Volatility from the mean range-based variance of the last 22 days (a month): longer
+    than the lookback's own memory of single days, as HAR's monthly term."""
+    vol: np.ndarray = np.sqrt(_trailing(_range_variance(data), 22, "mean"))
+    return vol
+
+
 FEATURES: dict[FeatureName, FeatureFn] = {
     "log_return": log_return,
     "overnight_gap": overnight_gap,
@@ -116,6 +144,9 @@ FEATURES: dict[FeatureName, FeatureFn] = {
     "log_volume_ratio": log_volume_ratio,
     "volatility": volatility,
     "gk_volatility": gk_volatility,
+    "range_variance": range_variance,
+    "range_vol_5": range_vol_5,
+    "range_vol_22": range_vol_22,
 }
 
 
@@ -129,6 +160,9 @@ def warmup_rows(config: FeatureConfig) -> int:
         "log_volume_ratio": config.volume_window - 1,
         "volatility": config.volatility_window,
         "gk_volatility": config.volatility_window - 1,
+        "range_variance": 1,
+        "range_vol_5": 5,
+        "range_vol_22": 22,
     }
     return max(needs[name] for name in config.names)
 

@@ -21,15 +21,12 @@ from typing import Any
 import numpy as np
 
 from forecaster.config import EvaluationConfig
+from forecaster.data.ranges import ESTIMATORS, daily_range_variance
 from forecaster.errors import DataValidationError
 from forecaster.methods.base import Bars, Fit, Method, Params, log_returns
 
-ESTIMATORS = ("garman_klass", "rogers_satchell", "parkinson")
 SPANS = (1, 5, 22)  # a day, a week, a month of trading days
-# A day whose bar did not move gets this variance (a 0.01% daily volatility), not log(0).
-_FLOOR = 1e-8
 _COEFFICIENTS = ("har[0]", *(f"har[{span}]" for span in SPANS))
-_GK = 2.0 * math.log(2.0) - 1.0
 
 
 def _level_key(level: float) -> str:
@@ -37,22 +34,10 @@ def _level_key(level: float) -> str:
 
 
 def range_variance(bars: Bars, estimator: str = "garman_klass") -> np.ndarray:
-    """(n - 1,) daily variances of bars 1 .. n - 1 (each needs the close before it): the
-    overnight gap ln(O_t / C_{t-1}) squared plus the open-to-close estimator, floored."""
+    """(n - 1,) daily variances of bars 1 .. n - 1 (forecaster.data.ranges), refusing a
+    history without open/high/low."""
     bars.require_range("HAR on range-based variance")
-    o, h, lo, c = (np.log(getattr(bars, k)) for k in ("open", "high", "low", "close"))
-    gap = (o[1:] - c[:-1]) ** 2
-    hl, co = h[1:] - lo[1:], c[1:] - o[1:]
-    if estimator == "garman_klass":
-        day = 0.5 * hl**2 - _GK * co**2
-    elif estimator == "rogers_satchell":
-        day = (h[1:] - c[1:]) * (h[1:] - o[1:]) + (lo[1:] - c[1:]) * (lo[1:] - o[1:])
-    elif estimator == "parkinson":
-        day = hl**2 / (4.0 * math.log(2.0))
-    else:
-        raise ValueError(f"unknown range estimator {estimator!r}; known: {', '.join(ESTIMATORS)}")
-    out: np.ndarray = np.maximum(gap + np.maximum(day, 0.0), _FLOOR)
-    return out
+    return daily_range_variance(bars.open, bars.high, bars.low, bars.close, estimator)
 
 
 def har_design(variance: np.ndarray) -> np.ndarray:

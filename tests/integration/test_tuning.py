@@ -23,9 +23,9 @@ SPACE = [
     "tuning.space={windows.lookback: {kind: choice, choices: [8, 10]},"
     " model.hidden_size: {kind: choice, choices: [4, 8]},"
     " training.learning_rate: {kind: float, low: 0.0005, high: 0.005, log: true},"
-    " features.names: {kind: choice, choices: [[log_return, volatility],"
+    " features.names: {kind: choice, choices: [[log_return, range_vol_5],"
     " [log_return, overnight_gap, intraday_range, close_location, log_volume_ratio, volatility,"
-    " gk_volatility]]}}",
+    " gk_volatility, range_variance, range_vol_5, range_vol_22]]}}",
 ]
 
 

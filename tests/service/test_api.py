@@ -160,7 +160,7 @@ BAD_BODIES = [
     ("boolean price", lambda rows: {"ticker": "A", "history": _mutate(5, close=False)(rows)}, "not true/false"),
     ("unsorted", lambda rows: {"ticker": "A", "history": [rows[1], rows[0], *rows[2:]]}, "strictly increasing"),
     ("duplicate date", lambda rows: {"ticker": "A", "history": [rows[0], *rows]}, "duplicates"),
-    ("too few rows", lambda rows: {"ticker": "A", "history": rows[:15]}, "needs at least 20"),
+    ("too few rows", lambda rows: {"ticker": "A", "history": rows[:15]}, "needs at least 32"),
     ("empty history", lambda rows: {"ticker": "A", "history": []}, "at least 1"),
 ]  # fmt: skip
 

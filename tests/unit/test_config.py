@@ -57,3 +57,12 @@ def test_bad_config_files(tmp_path: Path) -> None:
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(bad)
+
+
+def test_a_tuning_space_whose_features_drop_the_scale_feature_is_refused() -> None:
+    """Every trial would fail on model.scale_by: say so when the config loads, not after."""
+    space = ("tuning.space={features.names: {kind: choice, choices: [[log_return, volatility],"
+             " [log_return, range_vol_5]]}}")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"choice \['log_return', 'volatility'\] lacks model"):
+        load_config(None, [space])
+    assert load_config(None, [space, "model.scale_by=null"]).model.scale_by is None

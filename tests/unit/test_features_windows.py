@@ -122,8 +122,10 @@ def test_latest_window_is_the_tail_of_the_full_feature_history(
     full = compute_features(frame, FEATURES).to_numpy(dtype=np.float32)[-LOOKBACK:]
     assert latest.shape == (1, LOOKBACK, len(FEATURES.names))
     np.testing.assert_allclose(latest[0], full, rtol=1e-6)
-    with pytest.raises(DataValidationError, match=r"need at least 15"):
-        latest_window(frame.iloc[:14], FEATURES, LOOKBACK)
+    needed = LOOKBACK + warmup_rows(FEATURES)  # 10 + 22 (range_vol_22's month)
+    assert needed == 32
+    with pytest.raises(DataValidationError, match=rf"need at least {needed}"):
+        latest_window(frame.iloc[: needed - 1], FEATURES, LOOKBACK)
 
 
 def test_tickers_are_windowed_separately(walk: Callable[..., pd.DataFrame]) -> None:
@@ -147,3 +149,28 @@ def test_too_few_rows_for_the_window_is_a_clear_error(walk: Callable[..., pd.Dat
         DataValidationError, match=rf"WALK: {needed - 1} rows, need at least {needed}"
     ):
         ticker_windows(walk(needed - 1), FEATURES, LOOKBACK)
+
+
+def test_range_features_are_the_har_methods_variance_in_har_form(
+    walk: Callable[..., pd.DataFrame],
+) -> None:
+    """range_variance is the log of the HAR comparator's daily variance (one owner:
+    forecaster.data.ranges); range_vol_5/22 the square roots of its trailing 5/22-day means."""
+    from forecaster.data.ranges import daily_range_variance
+    from forecaster.methods.base import Bars
+    from forecaster.methods.har import range_variance as har_variance
+
+    frame = walk(120)
+    config = FeatureConfig(names=("range_variance", "range_vol_5", "range_vol_22"))
+    got = compute_features(frame, config)
+    v = daily_range_variance(*(frame[c].to_numpy() for c in ("open", "high", "low", "close")))
+    np.testing.assert_array_equal(v, har_variance(Bars.of_frame(frame)))
+    assert warmup_rows(config) == 22
+    day = got.index[-1]
+    t = len(v)  # variance of the last bar is v[-1]
+    assert got.loc[day, "range_variance"] == pytest.approx(np.log(v[t - 1]), rel=1e-12)
+    assert got.loc[day, "range_vol_5"] == pytest.approx(np.sqrt(v[-5:].mean()), rel=1e-12)
+    assert got.loc[day, "range_vol_22"] == pytest.approx(np.sqrt(v[-22:].mean()), rel=1e-12)
+    first = got.index[0]  # the first row with a full 22-day mean: bars 1..22
+    assert first == frame.index[22]
+    assert got.loc[first, "range_vol_22"] == pytest.approx(np.sqrt(v[:22].mean()), rel=1e-12)
