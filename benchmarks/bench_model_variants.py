@@ -43,6 +43,8 @@ VARIANTS: dict[str, list[str]] = {
         "log_volume_ratio,volatility,gk_volatility,range_vol_5]",
         "model.scale_by=range_vol_5",
     ],
+    "median at persistence": ["model.median=persistence"],
+    "median at persistence, seeds from 1000": ["model.median=persistence", "training.seed=1000"],
     "default, seeds from 1000": ["training.seed=1000"],
     "range inputs, scale_by range_vol_5, seeds from 1000": [
         RANGE,

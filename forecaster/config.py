@@ -163,6 +163,11 @@ class ModelConfig(FrozenModel):
         description="feature (a trailing volatility) whose last value sets the forecast's "
         "scale, so bands follow the regime; null: a fixed scale",
     )
+    median: Literal["learned", "persistence"] = Field(
+        "learned",
+        description="the forecast's median: learned by the network, or persistence (a zero log "
+        "return; the network learns only the spread around it)",
+    )
     ensemble_size: int = Field(
         5,
         ge=1,

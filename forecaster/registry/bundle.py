@@ -105,6 +105,8 @@ class ModelBundle:
     tickers: tuple[str, ...] = ()
     # Networks whose quantiles the forecast averages (model.ensemble_size).
     ensemble_size: int = 1
+    # model.median == "persistence": the network's median is a zero log return.
+    fixed_median: bool = False
     # {ticker: {"first": date, "last": date}} of the rows the network was trained on.
     universe: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # Which forecaster serves each ticker of the universe, and on what evidence (gate.route);
@@ -165,6 +167,7 @@ class ModelBundle:
                     "dropout": self.dropout,
                     "scale_feature": self.scale_feature,
                     "ensemble_size": self.ensemble_size,
+                    "median": "persistence" if self.fixed_median else "learned",
                 },
             },
             indent=2,
@@ -192,6 +195,7 @@ class ModelBundle:
             adjustment=trained_on.get("adjustment"),
             tickers=tuple(str(t) for t in trained_on.get("tickers", ())),
             ensemble_size=int(net.get("ensemble_size", 1)),
+            fixed_median=net.get("median", "learned") == "persistence",
             universe={
                 str(t): {"first": str(r["first"]), "last": str(r["last"])}
                 for t, r in (trained_on.get("universe") or {}).items()
@@ -250,6 +254,7 @@ class ModelBundle:
             else None,
             tickers=tuple(frames),
             ensemble_size=network.ensemble_size,
+            fixed_median=network.fixed_median,
             universe=dict(universe or {}),
             routes=dict(routes or {}),
             unseen=unseen,
@@ -272,7 +277,8 @@ class ModelBundle:
         unscale = (0.0, 1.0) if i is None else (self.scaler.center[i], self.scaler.scale[i])
         return NetworkSpec(self.n_features, self.hidden_size, self.num_layers, self.dropout,
                            len(self.quantiles), self.median_index, i,
-                           (float(unscale[0]), float(unscale[1])), self.ensemble_size)  # fmt: skip
+                           (float(unscale[0]), float(unscale[1])), self.ensemble_size,
+                           self.fixed_median)  # fmt: skip
 
     def build_network(self) -> nn.Module:
         """The untrained architecture the weights file fits."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -80,6 +81,33 @@ def test_volatility_scaled_head_follows_the_window_volatility() -> None:
         floored = net(x)  # negative raw volatility: held at the floor, 0.1 * target_scale
     torch.testing.assert_close(turbulent, 2 * calm)
     torch.testing.assert_close(floored, calm * 0.001 / 0.015)
+
+
+@pytest.mark.parametrize("vol_feature", [None, 1])
+def test_a_persistence_median_is_zero_whatever_the_weights(vol_feature: int | None) -> None:
+    torch.manual_seed(0)
+    members = [LSTMQuantileNet(n_features=2, hidden_size=4, n_quantiles=5, target_scale=0.01,
+                               vol_feature=vol_feature, fixed_median=True).eval()
+               for _ in range(2)]  # fmt: skip
+    with torch.no_grad():
+        for p in (p for m in members for p in m.parameters()):
+            p.normal_(0, 3)
+        x = torch.randn(32, 6, 2)
+        single, ensemble = members[0](x), combine(members)(x)
+    for out in (single, ensemble):
+        assert (out[:, 2] == 0).all()  # a zero log return: tomorrow's close is today's
+        assert (out[:, :2] < 0).all()
+        assert (out[:, 3:] > 0).all()
+        assert (out[:, 1:] >= out[:, :-1]).all()
+    with pytest.raises(ValueError, match="must share"):
+        QuantileEnsemble(
+            [
+                members[0],
+                LSTMQuantileNet(
+                    n_features=2, hidden_size=4, n_quantiles=5, vol_feature=vol_feature
+                ),
+            ]
+        )
 
 
 def test_pinball_loss_matches_its_definition() -> None:
@@ -269,8 +297,15 @@ def test_bundle_round_trips_the_ensemble_and_reads_bundles_from_before_ensembles
     assert isinstance(network, QuantileEnsemble)
     assert len(network.members) == 3
     network.load_state_dict(bundle.build_network().state_dict())
+    # A persistence median travels in the bundle; a bundle without the key learned its median.
+    fixed = ModelBundle.from_json(replace(bundle, fixed_median=True).to_json())
+    assert fixed.fixed_median
+    assert fixed.network.fixed_median
+    assert all(m.fixed_median for m in fixed.build_network().members)  # type: ignore[union-attr]
     # A bundle written before ensembles existed has no ensemble_size: one plain network.
     old = json.loads(bundle.to_json())
+    assert old["network"].pop("median") == "learned"
     del old["network"]["ensemble_size"]
     single = ModelBundle.from_json(json.dumps(old)).build_network()
     assert isinstance(single, LSTMQuantileNet)
+    assert not single.fixed_median

@@ -32,8 +32,12 @@ class LSTMQuantileNet(nn.Module):
         target_scale: float = 1.0,
         median_index: int | None = None,
         vol_feature: int | None = None,
+        fixed_median: bool = False,
     ) -> None:
         super().__init__()
+        # model.median = persistence: the median is a zero log return whatever the weights, and
+        # the head's median output is ignored; the offsets around it are still learned.
+        self.fixed_median = fixed_median
         # Index of the trailing-volatility feature: when set, the head forecasts the return in
         # units of the window's own realised volatility (the scaler's inverse recovers it from
         # the scaled input), so the bands widen and narrow with the regime by construction.
@@ -72,6 +76,8 @@ class LSTMQuantileNet(nn.Module):
         outward on each side, so no two can cross whatever the weights."""
         m = self.median_index
         median = raw[:, m : m + 1]
+        if self.fixed_median:
+            median = torch.zeros_like(median)
         below = nn.functional.softplus(raw[:, :m]).flip(1).cumsum(1).flip(1)
         above = nn.functional.softplus(raw[:, m + 1 :]).cumsum(1)
         return torch.cat([median - below, median, median + above], dim=1)
@@ -90,10 +96,12 @@ class QuantileEnsemble(nn.Module):
         if not members:
             raise ValueError("an ensemble needs at least one member")
         first = members[0]
-        if any((m.median_index, m.vol_feature, m.n_quantiles)
-               != (first.median_index, first.vol_feature, first.n_quantiles)
+        if any((m.median_index, m.vol_feature, m.n_quantiles, m.fixed_median)
+               != (first.median_index, first.vol_feature, first.n_quantiles, first.fixed_median)
                for m in members):  # fmt: skip
-            raise ValueError("ensemble members must share quantile levels and volatility feature")
+            raise ValueError(
+                "ensemble members must share quantile levels, volatility feature and median"
+            )
         self.members = nn.ModuleList(members)
         self.median_index = first.median_index
 

@@ -26,6 +26,8 @@ class NetworkSpec:
     scale_feature: int | None = None
     vol_unscale: tuple[float, float] = (0.0, 1.0)
     ensemble_size: int = 1
+    # model.median == "persistence": the median is a zero log return, not learned.
+    fixed_median: bool = False
 
     @classmethod
     def from_config(cls, config: ForecasterConfig, scaler: FeatureScaler) -> NetworkSpec:
@@ -41,6 +43,7 @@ class NetworkSpec:
             scale_feature=feature,
             vol_unscale=_unscale(scaler, feature),
             ensemble_size=config.model.ensemble_size,
+            fixed_median=config.model.median == "persistence",
         )
 
     def member(self, target_scale: float = 1.0) -> LSTMQuantileNet:
@@ -55,6 +58,7 @@ class NetworkSpec:
             target_scale=target_scale,
             median_index=self.median_index,
             vol_feature=self.scale_feature,
+            fixed_median=self.fixed_median,
         )
         if self.scale_feature is not None:
             network.set_vol_unscale(*self.vol_unscale)
