@@ -27,6 +27,10 @@ MAX_WEEKEND_SHARE = 0.5
 # A close-to-close move beyond this (log units: x1.65 or x0.61 in a day) is more often an
 # unadjusted split or a bad row than a market move; the forecast names it in `warnings`.
 JUMP_LOG_RETURN = 0.5
+# A history whose close did not move on more than this share of its days (a stale or
+# forward-filled feed, an illiquid listing) gives a volatility estimate resting on the few days
+# that did move; the forecast says so in `warnings`.
+MAX_FLAT_SHARE = 0.5
 
 
 def check_history(history: RequestHistory, origin: str) -> None:
@@ -67,19 +71,31 @@ def check_history(history: RequestHistory, origin: str) -> None:
 
 def history_warnings(history: RequestHistory) -> list[str]:
     """What a valid history holds that a forecaster should be told about: the largest
-    close-to-close jump beyond JUMP_LOG_RETURN (an unadjusted split looks like this)."""
+    close-to-close jump beyond JUMP_LOG_RETURN (an unadjusted split looks like this), and a
+    close that did not move on most days."""
     close = history.prices.close
     if len(close) < 2:
         return []
     moves = np.abs(np.diff(np.log(close)))
+    warnings = []
     i = int(np.argmax(moves))
-    if moves[i] <= JUMP_LOG_RETURN:
-        return []
-    n = int(np.sum(moves > JUMP_LOG_RETURN))
-    ratio = close[i + 1] / close[i]
-    more = f" (and {n - 1} more)" if n > 1 else ""
-    return [
-        f"close moved x{ratio:.3g} from {history.days[i]} to {history.days[i + 1]} (row {i + 1})"
-        f"{more}: if that is an unadjusted split or dividend, send adjusted prices; the forecast "
-        "reads it as a market move"
-    ]
+    if moves[i] > JUMP_LOG_RETURN:
+        n = int(np.sum(moves > JUMP_LOG_RETURN))
+        ratio = close[i + 1] / close[i]
+        more = f" (and {n - 1} more)" if n > 1 else ""
+        warnings.append(
+            f"close moved x{ratio:.3g} from {history.days[i]} to {history.days[i + 1]} "
+            f"(row {i + 1}){more}: if that is an unadjusted split or dividend, send adjusted "
+            "prices; the forecast reads it as a market move"
+        )
+    flat = moves == 0
+    if flat.mean() > MAX_FLAT_SHARE:
+        moved = np.flatnonzero(~flat)
+        last = (f"; the last move is from {history.days[moved[-1]]} to "
+                f"{history.days[moved[-1] + 1]}" if len(moved) else "")  # fmt: skip
+        warnings.append(
+            f"close did not move on {int(flat.sum())} of {len(flat)} days{last}: the "
+            "volatility rests on the few days that moved; a stale or forward-filled feed "
+            "looks like this"
+        )
+    return warnings

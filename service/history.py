@@ -48,13 +48,14 @@ class PreparedHistory:
     quantiles: np.ndarray  # (n_quantiles,) log returns
     method: str = NETWORK  # the method that made them (forecaster.methods.names())
     calibration: Calibration | None = None  # the band factors applied to the model's bands
+    fallback: str | None = None  # why the random walk answers instead of the route's method
 
 
 def prepare(forecaster: Forecaster, frame: pd.DataFrame, ticker: str) -> PreparedHistory:
     """The ticker's forecast by the method its route names: the network, or a baseline."""
     served = forecaster.serve(frame, ticker)
     return PreparedHistory(frame.index[-1], float(frame[CLOSE].iloc[-1]), served.quantiles,
-                           served.method, served.calibration)  # fmt: skip
+                           served.method, served.calibration, served.fallback)  # fmt: skip
 
 
 def make_source(settings: ServiceSettings) -> OHLCVSource:

@@ -185,7 +185,7 @@ async def _client_baseline(
         raise HTTPException(status_code=422, detail=f"history for {request.ticker}: {exc}") from exc
     as_of = pd.Timestamp(history.days[-1])
     return PreparedHistory(as_of, float(bars.close[-1]), served.quantiles, served.method,
-                           served.calibration)  # fmt: skip
+                           served.calibration, served.fallback)  # fmt: skip
 
 
 def _evidence(model: LoadedModel, ticker: str) -> Evidence | None:
@@ -232,7 +232,10 @@ async def predict_one(
         method=prepared.method,
         evidence=_evidence(model, body.ticker),
         calibration=calibration_of(prepared.calibration),
-        warnings=history_warnings(body.history) if body.history is not None else [],
+        warnings=[
+            *(history_warnings(body.history) if body.history is not None else []),
+            *([prepared.fallback] if prepared.fallback else []),
+        ],
     )
     state.metrics.predictions.labels(model.version).inc()
     state.prediction_log.record(

@@ -40,12 +40,14 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Served:
     """A served forecast: which method made it, its log-return quantiles, whether the method
-    was fitted on the request's own history (an unseen ticker), and the band factors applied."""
+    was fitted on the request's own history (an unseen ticker), the band factors applied, and
+    why the random walk answers instead of the method the route names (None when it does not)."""
 
     method: str
     quantiles: np.ndarray
     fitted_on_request: bool = False
     calibration: Calibration | None = None
+    fallback: str | None = None
 
 
 class Forecaster:
@@ -99,19 +101,28 @@ class Forecaster:
 
     def _params(
         self, ticker: str, chosen: Method, bars: Bars
-    ) -> tuple[Method, Mapping[str, float], bool]:
+    ) -> tuple[Method, Mapping[str, float], bool, str | None]:
         """The method and parameters that serve: the bundle's, else a fit on the history when
-        it is long enough and converges, else the random walk's (nothing to fit)."""
+        it is long enough and converges, else the random walk's (nothing to fit), with why."""
         params = self.bundle.params(chosen.name, ticker)
         if params is not None or not chosen.estimates:
-            return chosen, params or {}, False
-        if len(bars) - 1 >= chosen.fit_min_returns:
-            fitted = chosen.fit(bars, self.bundle.quantiles)
-            if fitted.problem is None:
-                return chosen, fitted.params, True
-            logger.info("%s: %s fit refused (%s); the random walk answers", ticker, chosen.name,
-                        fitted.problem)  # fmt: skip
-        return self._methods[FALLBACK], {}, False
+            return chosen, params or {}, False, None
+        returns = len(bars) - 1
+        if returns < chosen.fit_min_returns:
+            why = (f"{chosen.label} has no parameters for this ticker and needs "
+                   f"{chosen.fit_min_returns} returns to fit them; this history has {returns}: "
+                   "the random walk answers")  # fmt: skip
+            return self._methods[FALLBACK], {}, False, why
+        fitted = chosen.fit(bars, self.bundle.quantiles)
+        if fitted.problem is None:
+            return chosen, fitted.params, True, None
+        logger.info("%s: %s fit refused (%s); the random walk answers", ticker, chosen.name,
+                    fitted.problem)  # fmt: skip
+        why = (
+            f"{chosen.label} could not be fitted on this history ({fitted.problem}): the "
+            "random walk answers"
+        )
+        return self._methods[FALLBACK], {}, False, why
 
     def baseline_forecast(
         self, ticker: str, method: str, bars: Bars, days: np.ndarray | None = None
@@ -121,7 +132,7 @@ class Forecaster:
         random walk. With the history's `days`, its bands are recalibrated on the method's own
         forecasts over them, as the network's are."""
         bundle, window = self.bundle, self.bundle.calibration_window
-        chosen, params, fitted = self._params(ticker, self.method(method), bars)
+        chosen, params, fitted, fallback = self._params(ticker, self.method(method), bars)
         back = window if days is not None and window is not None else 0
         first = max(chosen.earliest, len(bars) - 1 - back)
         if first >= len(bars):  # too short for the method: its own message says how short
@@ -133,7 +144,8 @@ class Forecaster:
             calibration = path_calibration(path[:-1], log_returns(bars.close)[first:], known_at,
                                            back, bundle.calibration_min_days, bundle.quantiles,
                                            bundle.served_intervals, "history")  # fmt: skip
-        return Served(chosen.name, self.calibrate(path[-1], calibration), fitted, calibration)
+        return Served(chosen.name, self.calibrate(path[-1], calibration), fitted, calibration,
+                      fallback)  # fmt: skip
 
     def _history_outcomes(
         self, history: pd.DataFrame, ticker: str

@@ -26,7 +26,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "no source knows the ticker"},
     413: {"description": "request body over the size limit"},
     415: {"description": "body is not application/json"},
-    422: {"description": "malformed body or unusable history; detail says what to fix"},
+    422: {
+        "description": "malformed body or unusable history; detail says what to fix. Besides "
+        "the schema, a history must hold rules across its rows that JSON Schema cannot state: "
+        "dates strictly increasing, spaced like daily trading data (a median gap of at most 4 "
+        "days, at most half of them on weekends), none before 1900 or after tomorrow, "
+        "open and close within [low, high] on every row"
+    },
     503: {"description": "no model loaded, or the data source is down with no cache"},
 }
 
@@ -70,6 +76,17 @@ async def create_predictions(
             detail=f"{len(body)} requests in one batch; send at most "
             f"{state.settings.max_batch_tickers}",
         )
+    # A history longer or shorter than the schema's maxItems and minItems breaks the schema, as
+    # any other malformed item does: the whole body is refused, naming the item.
+    most, needed = state.settings.max_history_rows, model.forecaster.bundle.min_history
+    for i, item in enumerate(body):
+        rows = item.refused_rows or (len(item.history) if item.history is not None else None)
+        if rows is not None and not needed <= rows <= most:
+            raise HTTPException(
+                status_code=422,
+                detail=f"requests[{i}]: history has {rows} rows; send {needed} to {most} "
+                f"(the model needs {needed} consecutive trading days)",
+            )
     # Items run concurrently; whatever is not ready by the deadline (an unknown ticker behind
     # a slow source) becomes a 503 item instead of holding the whole batch.
     deadline = state.settings.batch_deadline_seconds

@@ -229,17 +229,19 @@ def test_batch_gives_one_result_or_error_per_ticker(client: TestClient) -> None:
             {"ticker": "^GSPC"},
             {"ticker": "NOPE"},
             {"ticker": "ACME", "history": history_rows(40)},
-            {"ticker": "SHORT", "history": history_rows(5)},
+            # Schema-valid, but a rule across rows fails (a repeated date): that item's 422.
+            {"ticker": "DUPLICATE", "history": [*history_rows(40), history_rows(40)[-1]]},
         ]
     }
     response = client.post("/v1/predictions/batch", json=body)
     assert response.status_code == 200, response.text
     results = response.json()["results"]
-    assert [r["ticker"] for r in results] == ["^GSPC", "NOPE", "ACME", "SHORT"]
+    assert [r["ticker"] for r in results] == ["^GSPC", "NOPE", "ACME", "DUPLICATE"]
     assert results[0]["prediction"]["as_of"] == "2018-12-31"
     assert results[1]["error"]["status"] == 404
     assert results[2]["prediction"]["history_source"] == "request"
     assert results[3]["error"]["status"] == 422
+    assert "strictly increasing" in results[3]["error"]["detail"]
     too_many = {"requests": [{"ticker": "^GSPC"}] * 51}
     assert client.post("/v1/predictions/batch", json=too_many).status_code == 422
 
@@ -485,3 +487,17 @@ def test_a_jump_like_an_unadjusted_split_is_named_in_the_response(client: TestCl
     assert warning.startswith(f"close moved x{ratio:.3g} from {rows[39]['date']} to "
                               f"{rows[40]['date']} (row 40)")  # fmt: skip
     assert "unadjusted split" in warning
+
+
+def test_a_history_that_mostly_did_not_move_is_named_in_the_response(client: TestClient) -> None:
+    rows = history_rows(80)
+    flat = [
+        {**r, "open": 50.0, "high": 50.0, "low": 50.0, "close": 50.0} if i < 76 else
+        {**r, **{k: 50.0 * 1.3 for k in ("open", "high", "low", "close")}}
+        for i, r in enumerate(rows)
+    ]  # fmt: skip
+    body = client.post("/v1/predictions", json={"ticker": "ACME", "history": flat}).json()
+    (warning,) = body["warnings"]  # +30% is a move, not a split (the jump warning stays quiet)
+    assert warning.startswith(f"close did not move on 78 of 79 days; the last move is from "
+                              f"{rows[75]['date']} to {rows[76]['date']}")  # fmt: skip
+    assert "stale or forward-filled" in warning

@@ -126,18 +126,22 @@ def test_histories_over_the_limit_are_refused_before_their_rows_are_read() -> No
     assert request == ClientRequest("A", None, refused_rows=101)
 
 
-def test_an_over_long_history_in_a_batch_is_that_items_error(
+def test_an_over_long_history_in_a_batch_refuses_the_batch_naming_the_item(
     settings_for: Callable[..., Any],
 ) -> None:
+    """The schema's maxItems holds inside a batch too: a body that breaks it is refused whole,
+    as one with any other malformed item is, and the detail says which item."""
     with TestClient(create_app(settings_for(max_history_rows=100))) as client:
-        items = [{"ticker": "LONG", "history": history_rows(150)},
-                 {"ticker": "OK", "history": history_rows(60)}]  # fmt: skip
+        items = [{"ticker": "OK", "history": history_rows(60)},
+                 {"ticker": "LONG", "history": history_rows(150)}]  # fmt: skip
         response = client.post("/v1/predictions/batch", json={"requests": items})
-    assert response.status_code == 200, response.text
-    long, ok = response.json()["results"]
-    assert long["error"]["status"] == 422
-    assert long["error"]["detail"].startswith("history has 150 rows; send at most 100 (")
-    assert ok["prediction"]["ticker"] == "OK"
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith("requests[1]: history has 150 rows; send ")
+    with TestClient(create_app(settings_for())) as client:
+        items[1]["history"] = history_rows(3)
+        response = client.post("/v1/predictions/batch", json={"requests": items})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith("requests[1]: history has 3 rows; send ")
 
 
 class CountingForecaster(Forecaster):

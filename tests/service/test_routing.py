@@ -148,6 +148,11 @@ def test_an_unseen_ticker_gets_the_random_walk_below_the_garch_minimum(
     assert body["method"] == "naive"
     assert body["evidence"]["scope"] == "unseen"
     assert body["evidence"]["days"] == 0
+    # The response says why the route's method did not answer.
+    assert body["warnings"] == [
+        f"GARCH has no parameters for this ticker and needs {GARCH_MIN_RETURNS} returns to fit "
+        "them; this history has 59: the random walk answers"
+    ]
     closes = np.array([r["close"] for r in history], dtype=float)
     np.testing.assert_allclose(log_quantiles(body), naive_quantiles(closes, LEVELS, 250),
                                rtol=1e-9)  # fmt: skip
@@ -159,6 +164,7 @@ def test_an_unseen_ticker_with_a_long_history_gets_garch_fitted_on_it(
     history = rows(GARCH_MIN_RETURNS + 1)
     body = client.post("/v1/predictions", json={"ticker": "NEWCO", "history": history}).json()
     assert body["method"] == "garch"
+    assert body["warnings"] == []
     closes = np.array([r["close"] for r in history], dtype=float)
     expected = garch_quantiles(closes, LEVELS, fit_garch(closes))
     np.testing.assert_allclose(log_quantiles(body), expected, rtol=1e-6)
