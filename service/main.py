@@ -64,6 +64,7 @@ def build_state(settings: ServiceSettings, metrics: ServiceMetrics) -> ServiceSt
             retention=Retention(
                 settings.prediction_log_max_age_days, settings.prediction_log_max_rows
             ),
+            durable=settings.prediction_log_durable,
         ),
         live_scores=live,
         batcher=ForwardBatcher(

@@ -18,7 +18,12 @@ from fastapi import HTTPException
 
 from forecaster.config import level_key
 from forecaster.data.schemas import DATE, OHLCV_COLUMNS
-from forecaster.errors import DataValidationError, SourceUnavailableError, TickerNotFoundError
+from forecaster.errors import (
+    DataValidationError,
+    PredictionLogError,
+    SourceUnavailableError,
+    TickerNotFoundError,
+)
 from forecaster.methods import NETWORK, Bars
 from forecaster.methods.calibration import Calibration
 from forecaster.quantile_forecast import QuantileForecast
@@ -237,16 +242,27 @@ async def predict_one(
             *([prepared.fallback] if prepared.fallback else []),
         ],
     )
+    row = {
+        "request_id": request_id,
+        "ticker": response.ticker,
+        "model_name": model.name,
+        "model_version": model.version,
+        "history_source": source,
+        "method": response.method,
+        **forecast.log_row(bundle.interval_level),
+    }
+    if state.settings.prediction_log_durable:
+        try:
+            await state.prediction_log.committed(
+                row, state.settings.prediction_log_durable_timeout_seconds
+            )
+        except PredictionLogError as exc:
+            raise HTTPException(
+                status_code=503,
+                detail=f"{exc}; in durable mode (FORECASTER_PREDICTION_LOG_DURABLE) a forecast "
+                "is answered only once it is logged: retry, or check the log's database",
+            ) from None
+    else:
+        state.prediction_log.record(row)
     state.metrics.predictions.labels(model.version).inc()
-    state.prediction_log.record(
-        {
-            "request_id": request_id,
-            "ticker": response.ticker,
-            "model_name": model.name,
-            "model_version": model.version,
-            "history_source": source,
-            "method": response.method,
-            **forecast.log_row(bundle.interval_level),
-        }
-    )
     return response

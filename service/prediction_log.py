@@ -8,16 +8,24 @@ response. A full queue or a database that refuses a batch costs those rows, coun
 The same thread opens (and migrates) the log, and keeps trying with backoff while it cannot:
 a database that is down, or a disk that was full, at start-up delays logging (rows wait in
 the queue) instead of switching it off for the life of the process.
+
+What the batched default can lose: rows still queued when the process dies without a clean
+shutdown (a kill -9, an out-of-memory kill), at most about `flush_seconds` of answered
+forecasts. In durable mode (`committed`) a row is in a committed transaction (SQLite:
+synchronous=FULL) before its forecast is answered; the writer does not wait to gather rows, so
+concurrent requests still share one commit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,11 +47,18 @@ MAX_BATCH = 1000
 MAX_OPEN_BACKOFF = 60.0
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+def _sqlite_pragmas(synchronous: str) -> Callable[[Any, Any], None]:
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.close()
+
+    return connect
+
+
+# A queued row, and the future a durable caller waits on (None: nobody waits).
+_Pending = tuple[dict[str, Any], "Future[None] | None"]
 
 
 @dataclass(frozen=True)
@@ -64,10 +79,16 @@ class PredictionLog:
         on_rows: Callable[[str, int], None] = lambda outcome, n: None,
         retention: Retention = Retention(),
         flush_seconds: float = 0.2,
+        durable: bool = False,
     ) -> None:
         """`on_rows(outcome, n)` counts rows written, dropped (queue full), failed (the
-        database refused them) or pruned (past retention): the service exports them."""
+        database refused them) or pruned (past retention): the service exports them.
+        `durable`: callers use `committed`, and the writer commits without a gathering window
+        (SQLite with synchronous=FULL)."""
         self.url = url
+        self.durable = durable
+        if durable:
+            flush_seconds = 0.0
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
         self._engine: Engine | None = None
@@ -94,8 +115,10 @@ class PredictionLog:
             self._engine = None
             return
         if self._engine.dialect.name == "sqlite":
-            # WAL + NORMAL sync: appends without an fsync per batch, readers never block.
-            event.listen(self._engine, "connect", _sqlite_pragmas)
+            # WAL + NORMAL sync: appends without an fsync per batch, readers never block; a
+            # commit survives the process dying. FULL (durable): it survives the machine too.
+            event.listen(self._engine, "connect",
+                         _sqlite_pragmas("FULL" if self.durable else "NORMAL"))  # fmt: skip
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
         self._first_try.wait(wait)
@@ -144,13 +167,34 @@ class PredictionLog:
         if self._engine is None:
             return
         try:
-            self._queue.put_nowait({"created_at": datetime.now(UTC), **row})
+            self._queue.put_nowait(({"created_at": datetime.now(UTC), **row}, None))
         except queue.Full:
             self.dropped += 1
             self._on_rows("dropped", 1)
             if self.dropped == 1 or self.dropped % 1000 == 0:  # not a line per request
                 logger.warning("prediction log queue full; dropped a row (%d so far)",
                                self.dropped)  # fmt: skip
+
+    async def committed(self, row: dict[str, Any], timeout: float) -> None:
+        """Queue the row and return once the transaction holding it has committed; a
+        PredictionLogError (what to do in its message) when logging is off, the queue is full,
+        the database refuses it or `timeout` seconds pass (the row may still be written)."""
+        if self._engine is None:
+            # Not self.error: a URL's parse error may quote the URL, password and all.
+            raise PredictionLogError("the prediction log is off (its URL can never work)")
+        done: Future[None] = Future()
+        try:
+            self._queue.put_nowait(({"created_at": datetime.now(UTC), **row}, done))
+        except queue.Full:
+            self._on_rows("dropped", 1)
+            raise PredictionLogError("the prediction log's queue is full") from None
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(done), timeout)
+        except TimeoutError:
+            opening = "" if self.ready else ", it is not open yet"
+            raise PredictionLogError(
+                f"the prediction log did not commit within {timeout:g} s{opening}"
+            ) from None
 
     def prune(self) -> int:
         """Delete rows older than the age cap and all but the newest `max_rows`; returns how
@@ -192,28 +236,35 @@ class PredictionLog:
 
     def _run(self) -> None:
         if not self._wait_until_open():
-            lost = 0
+            left: list[_Pending] = []
             with contextlib.suppress(queue.Empty):  # drained, so close() can queue its stop
                 while True:
-                    lost += self._queue.get_nowait() is not _STOP
-            if lost:
+                    item = self._queue.get_nowait()
+                    if item is not _STOP:
+                        left.append(item)
+            _settle(left, PredictionLogError("the prediction log never opened"))
+            if lost := len(left):
                 self._on_rows("failed", lost)
                 logger.error("prediction log never opened; %d queued row(s) not written", lost)
             return
         self._maybe_prune()
         while True:
-            rows = self._batch()
-            stop = any(r is _STOP for r in rows)
-            rows = [r for r in rows if r is not _STOP]
-            if rows and self._engine is not None:
+            batch = self._batch()
+            stop = any(r is _STOP for r in batch)
+            pending: list[_Pending] = [r for r in batch if r is not _STOP]
+            if pending and self._engine is not None:
+                rows = [row for row, _ in pending]
                 try:
                     with self._engine.begin() as conn:
                         repository.append(conn, rows)
                 except SQLAlchemyError as exc:
                     self._on_rows("failed", len(rows))
                     logger.error("could not write %d prediction log row(s): %s", len(rows), exc)
+                    _settle(pending, PredictionLogError(
+                        f"the prediction log refused the row ({type(exc).__name__})"))  # fmt: skip
                 else:
                     self._on_rows("written", len(rows))
+                    _settle(pending, None)
                 self._maybe_prune()
             if stop:
                 return
@@ -233,6 +284,15 @@ class PredictionLog:
                 return  # the writer still holds the engine
         if self._engine is not None:
             self._engine.dispose()
+
+
+def _settle(pending: list[_Pending], error: Exception | None) -> None:
+    for _, done in pending:
+        if done is not None and not done.done():
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
 
 
 def read_log(url: str) -> list[dict[str, Any]]:

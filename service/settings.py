@@ -118,6 +118,14 @@ class ServiceSettings(BaseSettings):
     prediction_log_url: str | None = Field(
         None, description="SQLAlchemy URL of the prediction log; default SQLite in data_dir"
     )
+    prediction_log_durable: bool = Field(
+        False,
+        description="answer a forecast only once its prediction-log row is committed (else 503);"
+        " default: rows are written in batches after the answer",
+    )
+    prediction_log_durable_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="durable mode: how long a forecast waits for its commit"
+    )
     prediction_log_max_age_days: int = Field(
         730, ge=0, description="prediction log rows older than this are deleted; 0: kept for ever"
     )

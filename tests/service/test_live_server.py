@@ -385,13 +385,18 @@ def test_no_traceback_in_the_server_log_after_hostile_clients(live: LiveServer) 
 
 
 def _serve_data_dir(
-    registry: Registry, tmp_path: Path, db: Path, busy_timeout: float | None = None
+    registry: Registry,
+    tmp_path: Path,
+    db: Path,
+    busy_timeout: float | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """`forecaster serve --data-dir` with no FORECASTER_* variables but the log's URL (with
-    SQLite's busy timeout, if given), on a free port (process.args[-1]), ready; its output in
-    tmp_path/serve.log."""
+    SQLite's busy timeout, if given) and `extra_env`, on a free port (process.args[-1]), ready;
+    its output in tmp_path/serve.log."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("FORECASTER_", "MLFLOW_TRACKING_URI"))}  # fmt: skip
+    env.update(extra_env or {})
     query = f"?timeout={busy_timeout:g}" if busy_timeout is not None else ""
     env["FORECASTER_PREDICTION_LOG_URL"] = f"sqlite:///{db}{query}"
     port = free_port()
@@ -451,6 +456,46 @@ def test_a_clean_shutdown_writes_every_logged_prediction(
     log = (tmp_path / "serve.log").read_text()
     assert "Application shutdown complete" in log
     assert len(read_log(f"sqlite:///{db}")) == 40, log[-2000:]
+
+
+def test_in_durable_mode_a_kill_9_loses_no_answered_forecast(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """Durable mode: every forecast answered 200 is in the log even when the server dies with
+    SIGKILL right after the last answer (no shutdown, no flush); a locked log answers 503."""
+    db = tmp_path / "predictions.db"
+    durable = {"FORECASTER_PREDICTION_LOG_DURABLE": "true",
+               "FORECASTER_PREDICTION_LOG_DURABLE_TIMEOUT_SECONDS": "1"}  # fmt: skip
+    process = _serve_data_dir(registry, tmp_path, db, busy_timeout=30, extra_env=durable)
+    answered = []
+    try:
+        base = f"http://127.0.0.1:{process.args[-1]}"  # type: ignore[index]
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for _ in range(30):
+                reply = client.post("/v1/predictions", json={"ticker": "^GSPC"})
+                assert reply.status_code == 200, reply.text
+                answered.append(reply.headers["x-request-id"])
+            holder = sqlite3.connect(db)
+            holder.execute("BEGIN EXCLUSIVE")
+            locked = client.post("/v1/predictions", json={"ticker": "^GSPC"})
+            holder.rollback()
+            holder.close()
+            assert locked.status_code == 503
+            assert locked.json()["detail"].startswith(
+                "the prediction log did not commit within 1 s; in durable mode"
+            )
+            for _ in range(5):
+                reply = client.post("/v1/predictions", json={"ticker": "^GSPC"})
+                assert reply.status_code == 200, reply.text
+                answered.append(reply.headers["x-request-id"])
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    logged = {r["request_id"] for r in read_log(f"sqlite:///{db}")}
+    assert set(answered) <= logged
 
 
 def _answer(url: str, process: subprocess.Popen[bytes], log: Path) -> int:

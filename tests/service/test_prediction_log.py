@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections import Counter
 from datetime import date
 from pathlib import Path
 
+import pytest
+
+from forecaster.errors import PredictionLogError
 from service.prediction_log import PredictionLog, read_log
 
 ROW = {
@@ -305,4 +309,44 @@ def test_a_url_that_can_never_work_turns_logging_off_in_one_line(tmp_path: Path)
     assert log.status() == "off"
     assert log.error is not None
     assert log.error.startswith("not a usable SQLAlchemy URL")
+    log.close()
+
+
+def test_durable_rows_are_committed_before_the_caller_goes_on(tmp_path: Path) -> None:
+    """`committed` returns only once the row's transaction has committed: another connection
+    reads it while the log is still open (no close, no flush window)."""
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    log = PredictionLog(url, flush_seconds=3600, durable=True)  # the window is not used
+    log.start()
+
+    async def three() -> None:
+        await asyncio.gather(*(log.committed({**ROW, "request_id": f"d{i}"}, timeout=10)
+                               for i in range(3)))  # fmt: skip
+        assert sorted(r["request_id"] for r in read_log(url)) == ["d0", "d1", "d2"]
+
+    asyncio.run(three())
+    with sqlite3.connect(tmp_path / "predictions.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    log.close()
+
+
+def test_a_durable_row_the_log_cannot_take_is_an_error_not_a_silent_loss(tmp_path: Path) -> None:
+    off = PredictionLog("nosuchdialect://x", durable=True)
+    off.start()
+    with pytest.raises(PredictionLogError, match="the prediction log is off"):
+        asyncio.run(off.committed(ROW, timeout=1))
+    # A database held by another process: the commit does not happen in time.
+    path = tmp_path / "predictions.db"
+    log = PredictionLog(f"sqlite:///{path}", durable=True)
+    log.start()
+    asyncio.run(log.committed(ROW, timeout=10))
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(PredictionLogError, match=r"did not commit within 0\.5 s"):
+        asyncio.run(log.committed(ROW, timeout=0.5))
+    # ... and the busy timeout runs out: the database refused it, said so to whoever waits.
+    with pytest.raises(PredictionLogError, match="refused the row"):
+        asyncio.run(log.committed(ROW, timeout=30))
+    holder.rollback()
+    holder.close()
     log.close()
