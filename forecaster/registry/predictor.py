@@ -3,7 +3,10 @@ names. Imports neither Lightning nor any training code: it must load fast in a s
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +39,18 @@ from forecaster.registry.bundle import BUNDLE_FILE, WEIGHTS_FILE, ModelBundle
 
 logger = logging.getLogger(__name__)
 
+# Fits on request histories kept per process: a client that sends the same watch-list again
+# (or the same history to several routes) pays each fit once. Keyed by the method and a digest
+# of the bars the fit read, so a history with one more day is a new fit.
+FIT_CACHE_SIZE = 4096
+
+
+def _bars_digest(bars: Bars) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    for column in (bars.open, bars.high, bars.low, bars.close):
+        digest.update(np.ascontiguousarray(column, dtype=np.float64).tobytes())
+    return digest.digest()
+
 
 @dataclass(frozen=True)
 class Served:
@@ -59,6 +74,11 @@ class Forecaster:
         self._methods = {name: methods.build(name, spec.settings)
                          for name, spec in bundle.methods.items()}  # fmt: skip
         self._methods.setdefault(FALLBACK, methods.build(FALLBACK))
+        # (method, digest of the bars) -> (params, problem): fits on request histories.
+        self._fits: OrderedDict[tuple[str, bytes], tuple[dict[str, float], str | None]] = (
+            OrderedDict()
+        )
+        self._fits_lock = threading.Lock()
 
     @classmethod
     def load(cls, bundle_path: Path, weights_path: Path) -> Forecaster:
@@ -113,16 +133,33 @@ class Forecaster:
                    f"{chosen.fit_min_returns} returns to fit them; this history has {returns}: "
                    "the random walk answers")  # fmt: skip
             return self._methods[FALLBACK], {}, False, why
-        fitted = chosen.fit(bars, self.bundle.quantiles)
-        if fitted.problem is None:
-            return chosen, fitted.params, True, None
+        fitted, problem = self._fit(chosen, bars)
+        if problem is None:
+            return chosen, fitted, True, None
         logger.info("%s: %s fit refused (%s); the random walk answers", ticker, chosen.name,
-                    fitted.problem)  # fmt: skip
+                    problem)  # fmt: skip
         why = (
-            f"{chosen.label} could not be fitted on this history ({fitted.problem}): the "
-            "random walk answers"
+            f"{chosen.label} could not be fitted on this history ({problem}): the random walk "
+            "answers"
         )
         return self._methods[FALLBACK], {}, False, why
+
+    def _fit(self, chosen: Method, bars: Bars) -> tuple[dict[str, float], str | None]:
+        """`chosen` fitted on `bars`, from the cache when these very bars were fitted before
+        (a fit is deterministic in its bars, so the cached one is the one it would make)."""
+        key = (chosen.name, _bars_digest(bars))
+        with self._fits_lock:
+            cached = self._fits.get(key)
+            if cached is not None:
+                self._fits.move_to_end(key)
+                return cached
+        fitted = chosen.fit(bars, self.bundle.quantiles)
+        entry = (dict(fitted.params), fitted.problem)
+        with self._fits_lock:
+            self._fits[key] = entry
+            while len(self._fits) > FIT_CACHE_SIZE:
+                self._fits.popitem(last=False)
+        return entry
 
     def baseline_forecast(
         self, ticker: str, method: str, bars: Bars, days: np.ndarray | None = None
