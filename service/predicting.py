@@ -178,7 +178,7 @@ async def _client_baseline(
     else:
         await asyncio.to_thread(_check_client_history, state, model, request, history)
     bars = Bars.of(history.prices)
-    fits = forecaster.fits_on_request(request.ticker, method)
+    fits = forecaster.fits_on_request(request.ticker, method, bars)
     try:
         if fits:
             served = await asyncio.to_thread(

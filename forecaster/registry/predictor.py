@@ -113,11 +113,17 @@ class Forecaster:
         found = self._methods.get(name)
         return found if found is not None else self._methods[FALLBACK]
 
-    def fits_on_request(self, ticker: str, method: str) -> bool:
+    def fits_on_request(self, ticker: str, method: str, bars: Bars | None = None) -> bool:
         """Whether serving `method` for `ticker` estimates parameters on the request's history
-        (a ticker with no fitted parameters; tens of milliseconds, so callers may offload it)."""
+        (a ticker with no fitted parameters; tens of milliseconds, so callers may offload it).
+        With the history's `bars`, a fit this process already made of them does not count."""
         chosen = self.method(method)
-        return chosen.estimates and self.bundle.params(chosen.name, ticker) is None
+        if not chosen.estimates or self.bundle.params(chosen.name, ticker) is not None:
+            return False
+        if bars is None:
+            return True
+        with self._fits_lock:
+            return (chosen.name, _bars_digest(bars)) not in self._fits
 
     def _params(
         self, ticker: str, chosen: Method, bars: Bars

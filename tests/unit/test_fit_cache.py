@@ -43,7 +43,11 @@ def test_the_same_history_is_fitted_once_and_a_longer_one_again(
 
     monkeypatch.setattr(Garch, "fit", counted)
     bars = Bars.of_frame(SampleSource().load("IBM").iloc[-400:])
+    assert forecaster.fits_on_request("NEW", "garch", bars.head(300))
     first = forecaster.baseline_forecast("NEW", "garch", bars.head(300))
+    # Fitted now: the service may answer it inline instead of in a worker thread.
+    assert not forecaster.fits_on_request("NEW", "garch", bars.head(300))
+    assert forecaster.fits_on_request("NEW", "garch")  # without the bars: it would fit
     again = forecaster.baseline_forecast("NEW", "garch", bars.head(300))
     assert calls == [300]
     assert first.fitted_on_request
