@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -287,8 +287,12 @@ class PredictionLog:
 
 
 def _settle(pending: list[_Pending], error: Exception | None) -> None:
+    """Tell each durable caller how its row went. A caller that timed out has cancelled its
+    future, possibly just now: that must not end the writer thread."""
     for _, done in pending:
-        if done is not None and not done.done():
+        if done is None:
+            continue
+        with contextlib.suppress(InvalidStateError):
             if error is None:
                 done.set_result(None)
             else:

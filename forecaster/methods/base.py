@@ -10,9 +10,11 @@ row, so what is scored is, to the last digit, what is served.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
@@ -60,6 +62,15 @@ class Bars:
 
     def __len__(self) -> int:
         return int(self.close.shape[0])
+
+    @cached_property
+    def digest(self) -> bytes:
+        """A 16-byte digest of the four columns: the same bars, the same digest (what a cache
+        of fits on them is keyed by). Computed once per Bars."""
+        digest = hashlib.blake2b(digest_size=16)
+        for column in (self.open, self.high, self.low, self.close):
+            digest.update(np.ascontiguousarray(column, dtype=np.float64).tobytes())
+        return digest.digest()
 
     def head(self, n: int) -> Bars:
         """The first n bars (a history as it stood n closes in)."""

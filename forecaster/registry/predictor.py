@@ -3,7 +3,6 @@ names. Imports neither Lightning nor any training code: it must load fast in a s
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -43,13 +42,6 @@ logger = logging.getLogger(__name__)
 # (or the same history to several routes) pays each fit once. Keyed by the method and a digest
 # of the bars the fit read, so a history with one more day is a new fit.
 FIT_CACHE_SIZE = 4096
-
-
-def _bars_digest(bars: Bars) -> bytes:
-    digest = hashlib.blake2b(digest_size=16)
-    for column in (bars.open, bars.high, bars.low, bars.close):
-        digest.update(np.ascontiguousarray(column, dtype=np.float64).tobytes())
-    return digest.digest()
 
 
 @dataclass(frozen=True)
@@ -123,7 +115,7 @@ class Forecaster:
         if bars is None:
             return True
         with self._fits_lock:
-            return (chosen.name, _bars_digest(bars)) not in self._fits
+            return (chosen.name, bars.digest) not in self._fits
 
     def _params(
         self, ticker: str, chosen: Method, bars: Bars
@@ -153,7 +145,7 @@ class Forecaster:
     def _fit(self, chosen: Method, bars: Bars) -> tuple[dict[str, float], str | None]:
         """`chosen` fitted on `bars`, from the cache when these very bars were fitted before
         (a fit is deterministic in its bars, so the cached one is the one it would make)."""
-        key = (chosen.name, _bars_digest(bars))
+        key = (chosen.name, bars.digest)
         with self._fits_lock:
             cached = self._fits.get(key)
             if cached is not None:

@@ -6,13 +6,14 @@ import asyncio
 import sqlite3
 import time
 from collections import Counter
+from concurrent.futures import Future
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from forecaster.errors import PredictionLogError
-from service.prediction_log import PredictionLog, read_log
+from service.prediction_log import PredictionLog, _settle, read_log
 
 ROW = {
     "request_id": "r1", "ticker": "^GSPC", "as_of": date(2018, 12, 31),
@@ -350,3 +351,17 @@ def test_a_durable_row_the_log_cannot_take_is_an_error_not_a_silent_loss(tmp_pat
     holder.rollback()
     holder.close()
     log.close()
+
+
+def test_settling_a_caller_that_gave_up_leaves_the_writer_running() -> None:
+    """A durable caller that timed out cancels its future, possibly while the writer settles
+    it: the writer must not die of InvalidStateError (logging would stop for good)."""
+    gave_up: Future[None] = Future()
+    gave_up.cancel()
+    waiting: Future[None] = Future()
+    _settle([(ROW, gave_up), (ROW, None), (ROW, waiting)], None)
+    assert waiting.result(timeout=0) is None
+    failed: Future[None] = Future()
+    _settle([(ROW, gave_up), (ROW, failed)], PredictionLogError("refused"))
+    with pytest.raises(PredictionLogError, match="refused"):
+        failed.result(timeout=0)

@@ -71,3 +71,13 @@ def test_the_cache_is_bounded(forecaster: Forecaster, monkeypatch: pytest.Monkey
     for n in range(260, 266):
         forecaster.baseline_forecast("NEW", "garch", bars.head(n))
     assert len(forecaster._fits) == 3
+
+
+def test_the_digest_is_of_the_bars_values() -> None:
+    frame = SampleSource().load("IBM").iloc[-50:]
+    bars = Bars.of_frame(frame)
+    assert bars.digest == Bars.of_frame(frame.copy()).digest
+    assert bars.digest != bars.head(49).digest
+    moved = frame.copy()
+    moved.iloc[10, moved.columns.get_loc("high")] *= 1.0001
+    assert Bars.of_frame(moved).digest != bars.digest
