@@ -54,6 +54,8 @@ def build_state(settings: ServiceSettings, metrics: ServiceMetrics) -> ServiceSt
             fallback_alias=settings.fallback_alias,
             data_settings=(settings.data_source, settings.auto_adjust),
             store_timeout=settings.store_timeout_seconds,
+            runtime=settings.network_runtime,
+            threads=settings.torch_threads,
         ),
         history=HistoryStore(make_source(settings), settings),
         calendar=TradingCalendar(),

@@ -90,8 +90,12 @@ class ModelStore:
         fallback_alias: str | None = None,
         data_settings: tuple[str, bool] | None = None,
         store_timeout: float = 5.0,
+        runtime: str = "onnxruntime",
+        threads: int | None = None,
     ) -> None:
         self.fallback_alias = fallback_alias
+        # What runs the network's forward (forecaster.registry.predictor.Forecaster.load).
+        self.runtime, self.threads = runtime, threads
         # (data_source, auto_adjust) the service reads history with; a bundle trained on
         # something else is refused.
         self.data_settings = data_settings
@@ -132,7 +136,8 @@ class ModelStore:
         """The version through the registry's one loader (which reads the bundle and weights
         as data and never runs code stored with a model), checked against the service's data
         settings."""
-        loaded = load_version(self._client(), self.tracking_uri, self.name, version)
+        loaded = load_version(self._client(), self.tracking_uri, self.name, version,
+                              self.runtime, self.threads)  # fmt: skip
         forecaster = loaded.forecaster
         if self.data_settings is not None:
             conflict = forecaster.bundle.conflict(*self.data_settings)

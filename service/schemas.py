@@ -262,6 +262,11 @@ class ModelInfo(BaseModel):
         description="the fewest consecutive trading days a client's `history` may hold"
     )
     interval_level: float
+    network_runtime: str = Field(
+        description="what runs the network's forward in this process: 'onnxruntime' (the "
+        "graph exported with the model) or 'torch' (the reference; a model without a graph, "
+        "a graph that failed its load-time check, or FORECASTER_NETWORK_RUNTIME=torch)"
+    )
     test_metrics: dict[str, float] = Field(
         description="the version's test scores: MAE vs naive persistence, pinball vs naive "
         "and GARCH, pooled over its universe's test days"

@@ -101,6 +101,12 @@ class ServiceSettings(BaseSettings):
         description="intra-op threads per worker; one forward pass of this small network is "
         "faster on one thread, and idle OpenMP threads would spin against request handling",
     )
+    network_runtime: Literal["onnxruntime", "torch"] = Field(
+        "onnxruntime",
+        description="what runs the network's forward: its exported graph in ONNX Runtime (on "
+        "torch_threads threads; a model without a graph, or whose graph does not match its "
+        "weights, falls back to torch and logs why), or the torch network itself",
+    )
     forward_batch_max: int = Field(
         64, ge=1, description="most client-history forecasts in one forward pass"
     )

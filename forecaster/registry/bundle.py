@@ -37,13 +37,20 @@ logger = logging.getLogger(__name__)
 
 BUNDLE_FILE = "bundle.json"
 WEIGHTS_FILE = "network.pt"
+GRAPH_FILE = "network.onnx"
 TICKER = "ticker"
 # How tracking.log_pyfunc stores the model: MLflow "models from code" with this entry script
-# and two artifacts. The service checks a registered model's MLmodel against this before it
-# reads anything else, and never runs the model's code (see served_artifacts).
+# and three artifacts (models made before the network's graph have the first two). The
+# service checks a registered model's MLmodel against this before it reads anything else,
+# and never runs the model's code (see served_artifacts).
 ENTRY_SCRIPT = "pyfunc_entry.py"
 LOADER_MODULE = "mlflow.pyfunc.loaders.code_model"
-ARTIFACTS = {"bundle": f"artifacts/{BUNDLE_FILE}", "weights": f"artifacts/{WEIGHTS_FILE}"}
+ARTIFACTS = {
+    "bundle": f"artifacts/{BUNDLE_FILE}",
+    "weights": f"artifacts/{WEIGHTS_FILE}",
+    "graph": f"artifacts/{GRAPH_FILE}",
+}
+_BEFORE_GRAPHS = {k: v for k, v in ARTIFACTS.items() if k != "graph"}
 
 
 @dataclass(frozen=True)
@@ -318,12 +325,13 @@ class ModelBundle:
         return warmup_rows(self.features) + self.lookback
 
 
-def served_artifacts(mlmodel: Any, where: str) -> tuple[str, str]:
-    """(bundle, weights) paths inside a registered model, after checking from its MLmodel
-    metadata alone that it is this project's pyfunc; raises ModelFormatError otherwise.
+def served_artifacts(mlmodel: Any, where: str) -> tuple[str, str, str | None]:
+    """(bundle, weights, graph) paths inside a registered model (graph None for a model made
+    before graphs), after checking from its MLmodel metadata alone that it is this project's
+    pyfunc; raises ModelFormatError otherwise.
 
-    The service then reads those two files as data (JSON and a weights-only tensor file), so
-    no code stored with a model ever runs in the API.
+    The service then reads those files as data (JSON, a weights-only tensor file and an ONNX
+    graph of standard operators), so no code stored with a model ever runs in the API.
     """
     flavors = mlmodel.get("flavors") if isinstance(mlmodel, dict) else None
     if not isinstance(flavors, dict) or not isinstance(flavors.get("python_function"), dict):
@@ -342,10 +350,11 @@ def served_artifacts(mlmodel: Any, where: str) -> tuple[str, str]:
         if isinstance(artifacts, dict)
         else None
     )
-    if paths != ARTIFACTS:
+    if paths not in (ARTIFACTS, _BEFORE_GRAPHS):
         problems.append(f"artifacts {paths}")
     if problems:
         raise ModelFormatError(
             f"{where} is not a forecaster model ({'; '.join(problems)}); refusing to load it"
         )
-    return ARTIFACTS["bundle"], ARTIFACTS["weights"]
+    graph = ARTIFACTS["graph"] if paths == ARTIFACTS else None
+    return ARTIFACTS["bundle"], ARTIFACTS["weights"], graph

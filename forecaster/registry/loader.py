@@ -57,7 +57,12 @@ class RegisteredModel:
 
 
 def load_version(
-    client: MlflowClient, tracking_uri: str, name: str, version: str
+    client: MlflowClient,
+    tracking_uri: str,
+    name: str,
+    version: str,
+    runtime: str = "onnxruntime",
+    threads: int | None = None,
 ) -> RegisteredModel:
     """Check the version's MLmodel, then read its bundle and weights as data.
 
@@ -87,8 +92,10 @@ def load_version(
 
     with tempfile.TemporaryDirectory(prefix="forecaster-model-") as tmp:
         metadata = yaml.safe_load(fetch("MLmodel", tmp).read_text(encoding="utf-8"))
-        bundle, weights = served_artifacts(metadata, where)
-        forecaster = Forecaster.load(fetch(bundle, tmp), fetch(weights, tmp))
+        bundle, weights, graph = served_artifacts(metadata, where)
+        forecaster = Forecaster.load(fetch(bundle, tmp), fetch(weights, tmp),
+                                     fetch(graph, tmp) if graph else None, runtime,
+                                     threads)  # fmt: skip
     found = client.get_model_version(name, version)
     return RegisteredModel(name, version, str(found.run_id), forecaster, dict(found.tags))
 
@@ -133,8 +140,11 @@ def probe_store(tracking_uri: str, timeout: float = 5.0) -> None:
         ) from exc
 
 
-def load_registered(uri: str, tracking_uri: str | None = None) -> RegisteredModel:
-    """A `models:/NAME@ALIAS` or `models:/NAME/N` version; one-line TrackingError otherwise."""
+def load_registered(
+    uri: str, tracking_uri: str | None = None, runtime: str = "onnxruntime"
+) -> RegisteredModel:
+    """A `models:/NAME@ALIAS` or `models:/NAME/N` version; one-line TrackingError otherwise.
+    `runtime` runs its network's forward (Forecaster.load)."""
     tracking_uri = tracking_uri or mlflow.get_tracking_uri()
     where = f"cannot load model {uri} from {shown_url(tracking_uri)}"
     match = MODEL_URI.match(uri)
@@ -145,7 +155,7 @@ def load_registered(uri: str, tracking_uri: str | None = None) -> RegisteredMode
     name, alias = match["name"], match["alias"]
     try:
         version = match["version"] or str(client.get_model_version_by_alias(name, alias).version)
-        return load_version(client, tracking_uri, name, version)
+        return load_version(client, tracking_uri, name, version, runtime)
     except (MlflowException, OSError, ModelFormatError) as exc:
         raise TrackingError(
             f"{where}: {redact(first_line(exc), tracking_uri)} (train one with 'forecaster "
@@ -216,8 +226,9 @@ def model_quantiles(
 ) -> tuple[tuple[float, ...], np.ndarray]:
     """Any registered model's log-return quantiles on exactly these windows' as-of days, from
     history up to each ticker's last as-of day only, as that model serves them (its network's
-    recalibrated bands); returns (levels, (n, n_levels))."""
-    forecaster = load_registered(model_uri).forecaster
+    recalibrated bands); returns (levels, (n, n_levels)). With the torch forward, the one the
+    evaluation scores a new model with, so a re-scored model ties with itself bit for bit."""
+    forecaster = load_registered(model_uri, runtime="torch").forecaster
     levels = forecaster.bundle.quantiles
     result = np.full((len(windows), len(levels)), np.nan)
     for ticker, frame in frames.items():

@@ -32,9 +32,15 @@ from forecaster.methods.calibration import (
     path_calibration,
     recalibrate,
 )
-from forecaster.methods.network.forward import predict_quantiles
+from forecaster.methods.network.forward import (
+    NetworkForward,
+    OnnxForward,
+    TorchForward,
+    checked_graph,
+)
+from forecaster.methods.network.graph import export_graph
 from forecaster.quantile_forecast import implied_volatility, quantile_column, to_prices
-from forecaster.registry.bundle import BUNDLE_FILE, WEIGHTS_FILE, ModelBundle
+from forecaster.registry.bundle import BUNDLE_FILE, GRAPH_FILE, WEIGHTS_FILE, ModelBundle
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +48,9 @@ logger = logging.getLogger(__name__)
 # (or the same history to several routes) pays each fit once. Keyed by the method and a digest
 # of the bars the fit read, so a history with one more day is a new fit.
 FIT_CACHE_SIZE = 4096
+# Windows the graph is checked on against the weights when a model loads (seeded noise in the
+# scaled feature space: the check is of the arithmetic, not of any day's forecast).
+GRAPH_CHECK_WINDOWS = 8
 
 
 @dataclass(frozen=True)
@@ -60,9 +69,14 @@ class Served:
 class Forecaster:
     """Raw daily OHLCV history in, next-trading-day forecast with its interval out."""
 
-    def __init__(self, bundle: ModelBundle, network: nn.Module) -> None:
+    def __init__(
+        self, bundle: ModelBundle, network: nn.Module, forward: NetworkForward | None = None
+    ) -> None:
         self.bundle = bundle
         self.network = network.eval()
+        # What computes the network's quantiles: its exported graph in ONNX Runtime when the
+        # model has one, else the torch network itself (the reference).
+        self.forward: NetworkForward = forward or TorchForward(self.network)
         self._methods = {name: methods.build(name, spec.settings)
                          for name, spec in bundle.methods.items()}  # fmt: skip
         self._methods.setdefault(FALLBACK, methods.build(FALLBACK))
@@ -73,9 +87,22 @@ class Forecaster:
         self._fits_lock = threading.Lock()
 
     @classmethod
-    def load(cls, bundle_path: Path, weights_path: Path) -> Forecaster:
+    def load(
+        cls,
+        bundle_path: Path,
+        weights_path: Path,
+        graph_path: Path | None = None,
+        runtime: str = "onnxruntime",
+        threads: int | None = None,
+    ) -> Forecaster:
         """Raises ModelFormatError for a bundle this version cannot read (a key it lacks, a
-        method name its registry does not know: a model from a newer forecaster)."""
+        method name its registry does not know: a model from a newer forecaster).
+
+        With the model's graph and runtime "onnxruntime", the graph serves the network's
+        forward on `threads` threads (default: torch's count), once it has matched the
+        weights' own forward on a few windows; a graph that does not load or match is logged
+        and the torch forward serves instead. Runtime "torch" (or no graph: a model made before
+        graphs) serves the torch forward."""
         try:
             bundle = ModelBundle.from_json(Path(bundle_path).read_text(encoding="utf-8"))
             forecaster = cls(bundle, bundle.build_network())
@@ -84,16 +111,43 @@ class Forecaster:
                 f"{BUNDLE_FILE}: cannot read it ({type(exc).__name__}: {exc}); was the model "
                 "made by a newer forecaster?"
             ) from exc
+        if runtime not in ("onnxruntime", "torch"):
+            raise ValueError(f"unknown network runtime {runtime!r}: use onnxruntime or torch")
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
         forecaster.network.load_state_dict(state)
+        if graph_path is not None and runtime == "onnxruntime":
+            threads = threads or torch.get_num_threads()
+            forecaster.forward = forecaster._graph_forward(Path(graph_path).read_bytes(), threads)
         return forecaster
 
-    def save(self, directory: Path) -> tuple[Path, Path]:
+    def _graph_forward(self, graph: bytes, threads: int) -> NetworkForward:
+        """The graph's forward when it loads and agrees with the weights, else the reference."""
+        bundle, reference = self.bundle, TorchForward(self.network)
+        try:
+            onnx = OnnxForward(graph, threads, bundle.lookback, bundle.n_features,
+                               len(bundle.quantiles))  # fmt: skip
+        except ModelFormatError as exc:
+            logger.warning("%s; serving the torch forward", exc)
+            return reference
+        rng = np.random.default_rng(0)
+        windows = rng.standard_normal((GRAPH_CHECK_WINDOWS, bundle.lookback, bundle.n_features))
+        problem = checked_graph(onnx, reference, windows.astype(np.float32))
+        if problem is not None:
+            logger.warning("network graph: %s; serving the torch forward", problem)
+            return reference
+        return onnx
+
+    def save(self, directory: Path) -> tuple[Path, Path, Path]:
+        """The bundle, the weights and the network's graph (exported from the weights)."""
         directory.mkdir(parents=True, exist_ok=True)
         bundle_path, weights_path = directory / BUNDLE_FILE, directory / WEIGHTS_FILE
+        graph_path = directory / GRAPH_FILE
         bundle_path.write_text(self.bundle.to_json(), encoding="utf-8")
         torch.save(self.network.state_dict(), weights_path)
-        return bundle_path, weights_path
+        graph_path.write_bytes(
+            export_graph(self.network, self.bundle.lookback, self.bundle.n_features)
+        )
+        return bundle_path, weights_path, graph_path
 
     def route_for(self, ticker: str) -> Route | None:
         """How `ticker` is served: its own route, the unseen rule, or None (a bundle made
@@ -189,7 +243,7 @@ class Forecaster:
         of those whose next close the history holds, leaving out the days the network trained
         on for this ticker (its errors there say nothing about its calibration)."""
         x, as_of = all_windows(history, self.bundle.features, self.bundle.lookback)
-        q = predict_quantiles(self.network, self.bundle.scaler.transform(x))
+        q = self.forward(self.bundle.scaler.transform(x))
         close = history[CLOSE].to_numpy()
         pos = history.index.get_indexer(as_of)
         scored = np.arange(len(pos) - 1 if pos[-1] + 1 >= len(close) else len(pos))
@@ -259,7 +313,7 @@ class Forecaster:
     def predict_next(self, history: pd.DataFrame, ticker: str = "") -> pd.DataFrame:
         """One row: the forecast for the trading day after the history's last date."""
         window = latest_window(history, self.bundle.features, self.bundle.lookback)
-        q = predict_quantiles(self.network, self.bundle.scaler.transform(window))
+        q = self.forward(self.bundle.scaler.transform(window))
         q = self.calibrate(q, self.calibration_for(ticker, history))
         return self.rows(ticker, history.index[-1:], history[CLOSE].to_numpy()[-1:], q)
 
@@ -288,10 +342,7 @@ class Forecaster:
 
         Float32 matrix products may round differently with the batch size: a window's
         quantiles agree across batch sizes to ~1e-7, not bit for bit."""
-        with torch.inference_mode():
-            out = self.network(torch.from_numpy(windows))
-        quantiles: np.ndarray = out.double().numpy()
-        return quantiles
+        return self.forward(windows)
 
     def quantiles_all(
         self, history: pd.DataFrame, ticker: str = ""

@@ -39,8 +39,11 @@ class StockForecastModel(PythonModel):
     params={"all_days": True} (for backtests and champion comparisons)."""
 
     def load_context(self, context: PythonModelContext) -> None:
+        graph = context.artifacts.get("graph")
         self.forecaster = Forecaster.load(
-            Path(context.artifacts["bundle"]), Path(context.artifacts["weights"])
+            Path(context.artifacts["bundle"]),
+            Path(context.artifacts["weights"]),
+            Path(graph) if graph else None,
         )
 
     def predict(

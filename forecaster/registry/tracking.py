@@ -210,11 +210,12 @@ def log_pyfunc(forecaster: Forecaster, input_example: pd.DataFrame) -> ModelInfo
         f"mlflow=={mlflow.__version__}",
     ]
     with tempfile.TemporaryDirectory(prefix="forecaster-model-") as tmp:
-        bundle, weights = forecaster.save(Path(tmp))
+        bundle, weights, graph = forecaster.save(Path(tmp))
         info: ModelInfo = mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
             python_model=str(Path(__file__).with_name(ENTRY_SCRIPT)),
-            artifacts={"bundle": str(bundle), "weights": str(weights)},  # see ARTIFACTS
+            artifacts={"bundle": str(bundle), "weights": str(weights), "graph": str(graph)},
+            # (see ARTIFACTS)
             signature=signature,
             input_example=input_example,
             pip_requirements=requirements,

@@ -26,6 +26,7 @@ async def model_info(model: Model) -> ModelInfo:
         lookback=bundle.lookback,
         min_history=bundle.min_history,
         interval_level=bundle.interval_level,
+        network_runtime=model.forecaster.forward.runtime,
         test_metrics=version_tags.reported_scores(model.tags),
         universe={ticker: TickerRange.model_validate(r) for ticker, r in bundle.universe.items()},
         routes={ticker: served_by(r) for ticker, r in bundle.routes.items()},

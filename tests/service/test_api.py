@@ -51,6 +51,31 @@ def test_health_and_readiness(client: TestClient, registry: Registry) -> None:
     }
 
 
+def test_the_served_network_answers_as_its_torch_reference(
+    client: TestClient, registry: Registry
+) -> None:
+    """The API runs the model's exported graph in ONNX Runtime; its answer for a client history
+    equals the torch network's own (the reference path) to float32 rounding."""
+    from mlflow import MlflowClient
+
+    from forecaster.registry.loader import load_version
+
+    rows = client.get("/v1/model").json()["min_history"] + 30
+    body = client.post("/v1/predictions", json={"ticker": "^GSPC", "history": history_rows(rows)})
+    assert body.status_code == 200, body.text
+    answer = body.json()
+    assert answer["method"] == "lstm"
+    version = str(registry.result.model_version)
+    reference = load_version(MlflowClient(registry.tracking_uri), registry.tracking_uri,
+                             "stock-lstm", version, runtime="torch").forecaster  # fmt: skip
+    assert reference.forward.runtime == "torch"
+    frame = SampleSource().load("^GSPC").loc[:"2018-12-31"].tail(rows)
+    want = reference.serve(frame, "^GSPC").quantiles
+    got = np.log(np.array(list(answer["quantiles"].values()), dtype=float) / answer["last_close"])
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+    assert np.abs(want).max() > 1e-3
+
+
 def test_model_info(client: TestClient, registry: Registry) -> None:
     info = client.get("/v1/model").json()
     assert info["version"] == registry.result.model_version
@@ -58,6 +83,7 @@ def test_model_info(client: TestClient, registry: Registry) -> None:
     assert info["run_id"] == registry.version_run_id
     assert info["training_data_range"] == "2014-01-02..2018-12-31"
     assert info["lookback"] == 10
+    assert info["network_runtime"] == "onnxruntime"  # the graph registered with the model
     # The universe: the tickers the model has seen, with the dates of their training rows.
     assert list(info["universe"]) == ["^GSPC"]
     assert info["universe"] == registry.result.to_dict()["universe"]

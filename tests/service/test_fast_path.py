@@ -148,7 +148,7 @@ class CountingForecaster(Forecaster):
     """The served model, recording the size of every forward pass it runs."""
 
     def __init__(self, real: Forecaster) -> None:
-        super().__init__(real.bundle, real.network)
+        super().__init__(real.bundle, real.network, real.forward)
         self.batches: list[int] = []
 
     def forecast_windows(self, windows: np.ndarray) -> np.ndarray:
@@ -220,7 +220,7 @@ def test_a_failing_forward_fails_its_requests_and_the_next_batch_runs(
     async def run() -> None:
         batcher = ForwardBatcher(max_batch=64, max_wait=0.0)
         with monkeypatch.context() as patch:
-            patch.setattr(model, "network", lambda x: (_ for _ in ()).throw(RuntimeError("oom")))
+            patch.setattr(model, "forward", lambda x: (_ for _ in ()).throw(RuntimeError("oom")))
             outcomes = await asyncio.gather(
                 *(batcher.forecast(model, w) for w in _windows(model, 3)), return_exceptions=True
             )

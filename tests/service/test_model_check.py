@@ -23,6 +23,7 @@ OURS: dict[str, Any] = {
             "artifacts": {
                 "bundle": {"path": "artifacts/bundle.json", "uri": "/tmp/x/bundle.json"},
                 "weights": {"path": "artifacts/network.pt", "uri": "/tmp/x/network.pt"},
+                "graph": {"path": "artifacts/network.onnx", "uri": "/tmp/x/network.onnx"},
             },
             "loader_module": "mlflow.pyfunc.loaders.code_model",
             "model_code_path": "/somewhere/forecaster/pyfunc_entry.py",
@@ -41,7 +42,14 @@ def _changed(path: tuple[str, ...], value: Any) -> dict[str, Any]:
 
 
 def test_this_projects_model_passes_the_check() -> None:
-    assert served_artifacts(OURS, "m v1") == ("artifacts/bundle.json", "artifacts/network.pt")
+    assert served_artifacts(OURS, "m v1") == (
+        "artifacts/bundle.json", "artifacts/network.pt", "artifacts/network.onnx"
+    )  # fmt: skip
+    before_graphs = copy.deepcopy(OURS)
+    del before_graphs["flavors"]["python_function"]["artifacts"]["graph"]
+    assert served_artifacts(before_graphs, "m v1") == (
+        "artifacts/bundle.json", "artifacts/network.pt", None
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -53,6 +61,7 @@ def test_this_projects_model_passes_the_check() -> None:
         (_changed(("flavors", "python_function", "loader_module"), "mlflow.pyfunc.model"), "loader_module 'mlflow.pyfunc.model'"),
         (_changed(("flavors", "python_function", "model_code_path"), "/x/evil.py"), "model code '/x/evil.py'"),
         (_changed(("flavors", "python_function", "artifacts", "weights", "path"), "artifacts/w.pkl"), "artifacts"),
+        (_changed(("flavors", "python_function", "artifacts", "graph", "path"), "../x.onnx"), "artifacts"),
         (_changed(("flavors", "python_function", "artifacts", "extra"), {"path": "x"}), "artifacts"),
     ],
 )  # fmt: skip
