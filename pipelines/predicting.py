@@ -42,6 +42,8 @@ def run_predict(config: ForecasterConfig, model_uri: str | None = None) -> dict[
                 },
                 "method": served.method,
                 "calibration": calibration.to_dict() if calibration is not None else None,
+                # Why another method answered than the route names (the API's `warnings`).
+                "warnings": [served.fallback] if served.fallback else [],
             }
         )
     return {
@@ -62,4 +64,5 @@ def predict_text(payload: dict[str, Any]) -> str:
             f"{interval['level']:.0%} interval {interval['lower']:.2f} .. {interval['upper']:.2f}"
             f", by {f['method']}"
         )
+        lines.extend(f"  warning: {w}" for w in f.get("warnings", ()))
     return "\n".join(lines)

@@ -245,6 +245,22 @@ def test_predict_answers_each_ticker_by_its_route_as_the_api_does(
     served = client.post("/v1/predictions", json={"ticker": "^GSPC"}).json()
     assert forecast["predicted_close"] == pytest.approx(served["predicted_close"], rel=1e-12)
     assert forecast["interval"]["lower"] == pytest.approx(served["interval"]["lower"], rel=1e-12)
+    assert forecast["warnings"] == served["warnings"] == []
+
+
+def test_predict_says_why_the_random_walk_answered(routed: str, registry: Registry) -> None:
+    """A ticker outside the universe with too short a history for the unseen rule's fit: the
+    random walk answers, and `predict` says why, as the API's `warnings` do."""
+    from pipelines.predicting import predict_text, run_predict
+
+    config = tiny_config(registry.data_dir, "data.tickers=[AAPL]", "data.start=2012-12-01")
+    out = run_predict(config, f"models:/{NAME}/{routed}")
+    (forecast,) = out["forecasts"]
+    assert forecast["method"] == "naive"
+    (warning,) = forecast["warnings"]
+    assert warning.startswith("GARCH has no parameters for this ticker and needs ")
+    assert warning.endswith(": the random walk answers")
+    assert f"  warning: {warning}" in predict_text(out).splitlines()
 
 
 def test_a_baseline_gets_the_same_checks_as_the_models_input(client: TestClient) -> None:
