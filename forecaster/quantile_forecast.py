@@ -5,6 +5,7 @@ prediction log's row are derived here, for the API, replay, `predict` and the ba
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import date
@@ -35,19 +36,30 @@ def implied_volatility(q: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
     """Normal-equivalent one-day standard deviation of the log return implied by the quantile
     spread, per row of (n, levels): the mean over symmetric level pairs of
     (q_hi - q_lo) / (2 z_hi); nan without a pair."""
-    pairs = symmetric_pairs(levels)
-    if not pairs:
+    lows, highs, widths = _pair_widths(tuple(levels))
+    if not len(lows):
         return np.full(len(q), np.nan)
-    normal = NormalDist()
-    estimates = [(q[:, j] - q[:, i]) / (2 * normal.inv_cdf(levels[j])) for i, j in pairs]
-    volatility: np.ndarray = np.mean(estimates, axis=0)
+    volatility: np.ndarray = ((q[:, highs] - q[:, lows]) / widths).mean(axis=1)
     return volatility
+
+
+@functools.lru_cache(maxsize=64)
+def _pair_widths(levels: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each symmetric pair's (low column, high column, 2 z_hi): per set of levels once, not per
+    forecast (the served path asks for every answer's volatility)."""
+    pairs = symmetric_pairs(levels)
+    normal = NormalDist()
+    lows = np.array([i for i, _ in pairs], dtype=np.intp)
+    highs = np.array([j for _, j in pairs], dtype=np.intp)
+    widths = np.array([2 * normal.inv_cdf(levels[j]) for _, j in pairs], dtype=np.float64)
+    return lows, highs, widths
 
 
 @dataclass(frozen=True)
 class QuantileForecast:
     """One forecast: `log_returns[i]` is the quantile at `levels[i]` of log(close on
-    target_date / last_close)."""
+    target_date / last_close). Its prices and volatility are computed once per forecast (an
+    answer and its log row read them several times)."""
 
     levels: tuple[float, ...]
     log_returns: np.ndarray
@@ -61,9 +73,11 @@ class QuantileForecast:
                 f"{len(self.levels)} levels but log returns of shape {np.shape(self.log_returns)}"
             )
 
-    @property
+    @functools.cached_property
     def prices(self) -> np.ndarray:
-        return to_prices(self.last_close, self.log_returns)
+        prices = to_prices(self.last_close, self.log_returns)
+        prices.flags.writeable = False  # shared by every reader of this forecast
+        return prices
 
     @property
     def median_return(self) -> float:
@@ -84,7 +98,7 @@ class QuantileForecast:
         """Price at every level, keyed as levels are spelled in JSON ("0.05")."""
         return {level_key(lv): float(p) for lv, p in zip(self.levels, self.prices, strict=True)}
 
-    @property
+    @functools.cached_property
     def volatility(self) -> float:
         return float(implied_volatility(self.log_returns[None, :], self.levels)[0])
 

@@ -44,6 +44,18 @@ def test_prices_median_interval_and_volatility() -> None:
     assert np.array_equal(to_prices(np.array([100.0]), Q[None, :])[0], f.prices)
     assert f.volatility == float(implied_volatility(Q[None, :], LEVELS)[0])
     assert 0.01 < f.volatility < 0.03
+    # By hand: the mean over the pairs (0.05, 0.95), (0.1, 0.9), (0.25, 0.75) of the spread over
+    # twice the upper level's standard-normal quantile.
+    from scipy.stats import norm
+
+    hand = np.mean([(0.031 + 0.03) / (2 * norm.ppf(0.95)), (0.021 + 0.02) / (2 * norm.ppf(0.9)),
+                    (0.012 + 0.01) / (2 * norm.ppf(0.75))])  # fmt: skip
+    assert f.volatility == pytest.approx(hand, rel=1e-12)
+    assert np.isnan(implied_volatility(Q[None, [1, 3]], (0.1, 0.5))[0])  # no symmetric pair
+    # Computed once and shared by every reader, so no reader may change it.
+    assert f.prices is f.prices
+    with pytest.raises(ValueError, match="read-only"):
+        f.prices[0] = 1.0
 
 
 def test_the_prediction_log_row_is_the_forecast_in_prices() -> None:
