@@ -48,6 +48,7 @@ from forecaster.config import load_config
 from forecaster.data.sources import SampleSource
 from forecaster.evaluation.gate import Evidence, Route
 from forecaster.methods import NETWORK, Garch
+from forecaster.methods.network.forward import RUNTIMES, Runtime
 from forecaster.registry.loader import load_version, register
 from forecaster.registry.predictor import Forecaster
 from forecaster.registry.tracking import log_pyfunc
@@ -151,7 +152,7 @@ def routed_champion(uri: str, version: str) -> str:
 
 
 def measure_api(
-    workers: int, runtime: str, env: dict[str, str], work: Path, args: argparse.Namespace
+    workers: int, runtime: Runtime, env: dict[str, str], work: Path, args: argparse.Namespace
 ) -> dict[str, dict[str, float]]:
     """Every path of one `forecaster serve --workers N`, healthz first, in one run."""
     port = free_port()
@@ -202,8 +203,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=80, help="rows of client history")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=1, help="runs of every path")
-    parser.add_argument("--runtimes", nargs="+", default=["onnxruntime", "torch"],
-                        choices=["onnxruntime", "torch"])  # fmt: skip
+    parser.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES)
     parser.add_argument("--no-mlflow", action="store_true", help="skip mlflow models serve")
     args = parser.parse_args()
     if shutil.which("wrk") is None:

@@ -31,6 +31,7 @@ from forecaster.errors import (
     first_line,
 )
 from forecaster.local_state import redact
+from forecaster.methods.network.forward import Runtime
 from forecaster.registry.loader import load_version, probe_store
 from forecaster.registry.predictor import Forecaster
 
@@ -90,7 +91,7 @@ class ModelStore:
         fallback_alias: str | None = None,
         data_settings: tuple[str, bool] | None = None,
         store_timeout: float = 5.0,
-        runtime: str = "onnxruntime",
+        runtime: Runtime = "onnxruntime",
         threads: int | None = None,
     ) -> None:
         self.fallback_alias = fallback_alias

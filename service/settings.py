@@ -101,6 +101,7 @@ class ServiceSettings(BaseSettings):
         description="intra-op threads per worker; one forward pass of this small network is "
         "faster on one thread, and idle OpenMP threads would spin against request handling",
     )
+    # forecaster.methods.network.forward.RUNTIMES (not imported here: it would load torch).
     network_runtime: Literal["onnxruntime", "torch"] = Field(
         "onnxruntime",
         description="what runs the network's forward: its exported graph in ONNX Runtime (on "

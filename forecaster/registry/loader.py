@@ -34,6 +34,7 @@ from forecaster.data.schemas import DATE, OHLCV_COLUMNS
 from forecaster.data.windows import Windows
 from forecaster.errors import ModelFormatError, StoreUnavailableError, TrackingError, first_line
 from forecaster.local_state import redact, shown_url
+from forecaster.methods.network.forward import Runtime
 from forecaster.registry import version_tags
 from forecaster.registry.bundle import served_artifacts
 from forecaster.registry.predictor import Forecaster
@@ -61,7 +62,7 @@ def load_version(
     tracking_uri: str,
     name: str,
     version: str,
-    runtime: str = "onnxruntime",
+    runtime: Runtime = "onnxruntime",
     threads: int | None = None,
 ) -> RegisteredModel:
     """Check the version's MLmodel, then read its bundle and weights as data.
@@ -141,7 +142,7 @@ def probe_store(tracking_uri: str, timeout: float = 5.0) -> None:
 
 
 def load_registered(
-    uri: str, tracking_uri: str | None = None, runtime: str = "onnxruntime"
+    uri: str, tracking_uri: str | None = None, runtime: Runtime = "onnxruntime"
 ) -> RegisteredModel:
     """A `models:/NAME@ALIAS` or `models:/NAME/N` version; one-line TrackingError otherwise.
     `runtime` runs its network's forward (Forecaster.load)."""

@@ -33,8 +33,10 @@ from forecaster.methods.calibration import (
     recalibrate,
 )
 from forecaster.methods.network.forward import (
+    RUNTIMES,
     NetworkForward,
     OnnxForward,
+    Runtime,
     TorchForward,
     checked_graph,
 )
@@ -92,7 +94,7 @@ class Forecaster:
         bundle_path: Path,
         weights_path: Path,
         graph_path: Path | None = None,
-        runtime: str = "onnxruntime",
+        runtime: Runtime = "onnxruntime",
         threads: int | None = None,
     ) -> Forecaster:
         """Raises ModelFormatError for a bundle this version cannot read (a key it lacks, a
@@ -111,8 +113,8 @@ class Forecaster:
                 f"{BUNDLE_FILE}: cannot read it ({type(exc).__name__}: {exc}); was the model "
                 "made by a newer forecaster?"
             ) from exc
-        if runtime not in ("onnxruntime", "torch"):
-            raise ValueError(f"unknown network runtime {runtime!r}: use onnxruntime or torch")
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown network runtime {runtime!r}: use one of {RUNTIMES}")
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
         forecaster.network.load_state_dict(state)
         if graph_path is not None and runtime == "onnxruntime":

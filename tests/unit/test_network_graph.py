@@ -102,8 +102,15 @@ def test_a_saved_model_serves_its_graph_and_answers_as_the_weights_do(tmp_path: 
     x = np.random.default_rng(2).standard_normal((9, LOOKBACK, n_features)).astype(np.float32)
     np.testing.assert_allclose(loaded.forecast_windows(x), saved.forecast_windows(x),
                                rtol=2e-6, atol=1e-7)  # fmt: skip
+    from typing import get_args
+
+    from forecaster.methods.network.forward import RUNTIMES
+    from service.settings import ServiceSettings
+
+    setting = ServiceSettings.model_fields["network_runtime"].annotation
+    assert get_args(setting) == RUNTIMES  # the service offers exactly the runtimes there are
     with pytest.raises(ValueError, match="unknown network runtime 'tvm'"):
-        Forecaster.load(*paths, runtime="tvm")
+        Forecaster.load(*paths, runtime="tvm")  # type: ignore[arg-type]
 
 
 def test_a_graph_that_does_not_match_the_weights_never_serves(

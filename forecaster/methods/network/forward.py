@@ -4,7 +4,7 @@ Runtime (the served model), held to each other to float32 rounding by the tests.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol, get_args
 
 import numpy as np
 import torch
@@ -14,6 +14,9 @@ from forecaster.errors import ModelFormatError
 from forecaster.methods.network.graph import INPUT, OUTPUT
 
 BATCH = 4096
+# What runs the served network's forward: its exported graph in ONNX Runtime, or torch.
+Runtime = Literal["onnxruntime", "torch"]
+RUNTIMES: tuple[Runtime, ...] = get_args(Runtime)
 # How far the graph's quantiles may sit from the reference's on the load-time check (log-return
 # units; float32 rounding of this network's sums is ~1e-7 of the inputs' scale).
 GRAPH_TOLERANCE = 1e-5
@@ -35,7 +38,7 @@ def predict_quantiles(network: nn.Module, x: np.ndarray) -> np.ndarray:
 class NetworkForward(Protocol):
     """Scaled windows in, the network's quantiles (float64 log returns) out."""
 
-    runtime: str
+    runtime: Runtime
 
     def __call__(self, x: np.ndarray) -> np.ndarray: ...
 
@@ -43,7 +46,7 @@ class NetworkForward(Protocol):
 class TorchForward:
     """The reference: the network's own torch forward."""
 
-    runtime = "torch"
+    runtime: Runtime = "torch"
 
     def __init__(self, network: nn.Module) -> None:
         self.network = network.eval()
@@ -56,7 +59,7 @@ class OnnxForward:
     """The exported graph in ONNX Runtime: one session per process, run on `threads` intra-op
     threads that sleep when idle (a spinning pool burns the cores request handling needs)."""
 
-    runtime = "onnxruntime"
+    runtime: Runtime = "onnxruntime"
 
     def __init__(self, graph: bytes, threads: int, lookback: int, n_features: int,
                  n_quantiles: int) -> None:  # fmt: skip
