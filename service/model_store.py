@@ -232,13 +232,17 @@ class ModelStore:
         return f"v{self.current.version}" if self.current else "nothing"
 
     async def watch(self, interval: float) -> None:
-        """Poll forever: retry with backoff until a model loads, then poll the alias."""
+        """Poll forever: retry with backoff until a model loads, then poll the alias every
+        `interval` seconds. A model already loaded (start-up's own refresh) waits an interval
+        first instead of asking the store again at once."""
         delay = 1.0
         while True:
+            if self.current is not None:
+                delay = 1.0
+                await asyncio.sleep(interval)
+                await self.refresh()
+                continue
             await self.refresh()
             if self.current is None:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_seconds)
-            else:
-                delay = 1.0
-                await asyncio.sleep(interval)
